@@ -1,0 +1,68 @@
+// Images: decode (JPEG via TurboJPEG, PNG, WebP) to 8-bit RGB, EXIF orientation, resize
+// (antialiased, PIL-compatible filters) with img2dataset's modes, encode JPEG/PNG.
+// Owner of the implementation: core/image*.c.
+#ifndef CD_IMAGE_H
+#define CD_IMAGE_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct { int w, h; uint8_t *rgb; } cd_image;   // RGB8 interleaved, row-major, owned
+
+typedef enum { CD_FMT_UNKNOWN = 0, CD_FMT_JPEG, CD_FMT_PNG, CD_FMT_WEBP, CD_FMT_GIF, CD_FMT_BMP, CD_FMT_HTML } cd_imgfmt;
+// Format from magic bytes only (Content-Type and file names are never trusted).
+cd_imgfmt cd_image_sniff(const void *buf, size_t len);
+const char *cd_imgfmt_name(cd_imgfmt f);
+// Read width/height from the header without decoding pixels (decompression-bomb check).
+int cd_image_probe(const void *buf, size_t len, const char *what, cd_imgfmt *fmt, int *w, int *h);
+// Decode to RGB: gray/CMYK/palette/16-bit become RGB8, alpha is composited over white,
+// the JPEG EXIF orientation is applied. Refuses images over max_pixels (0 = no cap) before
+// decoding. min_side > 0 lets JPEG use DCT-domain scaling (1/2, 1/4, 1/8) while keeping
+// the shorter side >= min_side. `what` (path or URL) names the image in errors.
+int cd_image_decode(const void *buf, size_t len, const char *what, int64_t max_pixels,
+                    int min_side, cd_image *out);
+int cd_image_load(const char *path, int64_t max_pixels, cd_image *out);
+
+typedef enum { CD_FILTER_BILINEAR, CD_FILTER_BICUBIC, CD_FILTER_LANCZOS, CD_FILTER_BOX } cd_filter;
+// Resize to exactly w x h with PIL's convolution resampling (antialiased on downscale,
+// separable, rounding to uint8 like PIL's Image.resize).
+int cd_image_resize_to(const cd_image *in, int w, int h, cd_filter filter, cd_image *out);
+
+// img2dataset resize modes, target `size`:
+//   no: unchanged; keep_ratio: shorter side -> size; center_crop: shorter side -> size then
+//   centre crop size x size at ((h-size)/2, (w-size)/2); border: longer side -> size, pad to
+//   size x size with WHITE (img2dataset pads with [255,255,255]), top = (size-h)/2.
+// Sides are round-half-even(dim * size / side) as albumentations' py3round; the image is
+// resized even when smaller (img2dataset's default resize_only_if_bigger=False).
+// Filters (img2dataset uses cv2 INTER_AREA to downscale, LANCZOS4 to upscale): BOX on
+// downscale (PIL's box = area averaging) and LANCZOS (a=3) on upscale; see
+// cd_image_resize_filters to choose others.
+typedef enum { CD_RESIZE_NO, CD_RESIZE_KEEP_RATIO, CD_RESIZE_CENTER_CROP, CD_RESIZE_BORDER } cd_resize_mode;
+int cd_resize_mode_parse(const char *s, cd_resize_mode *out);
+const char *cd_resize_mode_name(cd_resize_mode m);
+int cd_image_resize(const cd_image *in, int size, cd_resize_mode mode, cd_image *out);
+int cd_image_resize_filters(const cd_image *in, int size, cd_resize_mode mode, cd_filter down,
+                            cd_filter up, cd_image *out);
+int cd_filter_parse(const char *s, cd_filter *out);   // bilinear|bicubic|lanczos|box
+const char *cd_filter_name(cd_filter f);
+// Crop a rectangle (x, y, w, h inside the image).
+int cd_image_crop(const cd_image *in, int x, int y, int w, int h, cd_image *out);
+
+// Encoders: heap buffers (free()).
+int cd_image_encode_jpeg(const cd_image *im, int quality, uint8_t **buf, size_t *len);
+// PNG with optional tEXt chunks (keys[i] -> vals[i]), e.g. the generation parameters.
+int cd_image_encode_png(const cd_image *im, int ntext, const char *const *keys,
+                        const char *const *vals, uint8_t **buf, size_t *len);
+// Save by extension (.jpg/.jpeg quality 95, .png), atomically.
+int cd_image_save(const char *path, const cd_image *im);
+// A grid of n images, `cols` per row, each scaled to fit thumb x thumb, 4 px gaps.
+int cd_image_grid(const cd_image *ims, int n, int cols, int thumb, cd_image *out);
+void cd_image_free(cd_image *im);
+// Allocate an uninitialised w x h image (fails on w,h <= 0 or over CD_IMAGE_HARD_MAX_PIXELS).
+int cd_image_alloc(cd_image *im, int w, int h);
+// Absolute cap on decoded pixels whatever max_pixels says (bounds memory at ~1 GiB RGBA).
+#define CD_IMAGE_HARD_MAX_PIXELS ((int64_t)1 << 28)
+// JPEG EXIF orientation (1..8) from an APP1 Exif segment; 1 when absent or unreadable.
+int cd_jpeg_exif_orientation(const void *buf, size_t len);
+// Apply an EXIF orientation (1..8) to an image in place (5..8 swap w and h).
+int cd_image_orient(cd_image *im, int orientation);
+#endif

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Runs every test binary (build/tests/test_*) and script (tests/test_*.sh), counts the
+# PASS and FAIL lines, and ends with "N passed, N failed". A binary that exits non-zero
+# without printing a FAIL line (a crash) counts as one failure.
+# Usage: tests/run.sh [cuda]   (cuda: only the *_cuda tests, on a GPU machine)
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-build}
+export BUILD
+mode=${1:-cpu}
+pass=0; fail=0; skip=0
+log=$BUILD/test-log.txt
+: > "$log"
+run_one() {
+  name=$1; shift
+  out=$("$@" 2>&1); rc=$?
+  printf '%s\n' "$out" >> "$log"
+  p=$(printf '%s\n' "$out" | grep -c '^PASS ')
+  f=$(printf '%s\n' "$out" | grep -c '^FAIL ')
+  s=$(printf '%s\n' "$out" | grep -c '^SKIP ')
+  printf '%s\n' "$out" | grep -E '^(FAIL|SKIP) ' | sed "s|^|  $name: |"
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+    f=1; echo "  $name: FAIL exited with status $rc without a FAIL line:"; printf '%s\n' "$out" | tail -5 | sed 's/^/    /'
+  fi
+  printf '%-32s %3d passed %3d failed %3d skipped\n' "$name" "$p" "$f" "$s"
+  pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+}
+for t in "$BUILD"/tests/test_*; do
+  [ -x "$t" ] || continue
+  n=$(basename "$t")
+  case "$n" in *.d|*.o) continue;; esac
+  case "$mode:$n" in cpu:*_cuda) continue;; cuda:*_cuda) ;; cuda:*) continue;; esac
+  run_one "$n" "$t"
+done
+if [ "$mode" = cpu ]; then
+  for s in tests/test_*.sh; do
+    [ -f "$s" ] || continue
+    run_one "$(basename "$s")" sh "$s"
+  done
+fi
+echo "(log: $log; $skip skipped)"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
