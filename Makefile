@@ -44,7 +44,8 @@ BENCH_C := $(wildcard bench/*.c)
 BENCHES := $(BENCH_C:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test test-cuda demo asan fuzz bench clean print-target
-all: $(BINS) $(TESTS) $(BENCHES) print-target
+TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
+all: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) print-target
 
 print-target:
 	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 + compute_90 PTX) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
@@ -67,10 +68,13 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-.SECONDEXPANSION:
-$(BUILD)/bin/customdiff-%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard $$*/*.c)) $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+# One explicit link rule per stage folder (its objects + the library).
+define stage_rule
+$(BUILD)/bin/customdiff-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$^ -o $$@ $$(LDLIBS)
+endef
+$(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
 $(BUILD)/bin/customdiff: $(BUILD)/obj/cli/customdiff.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
@@ -78,6 +82,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# loopback server (pre): the standalone test HTTP server used by the demo and bench_download
+$(BUILD)/tests/httpd: $(BUILD)/obj/tests/tools/httpd_main.o $(BUILD)/obj/tests/httpd.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -95,7 +104,7 @@ asan: deps
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=0 ./tests/run.sh
 
 fuzz: deps
-	@./tests/fuzz/run.sh
+	@BUILD=$(BUILD) ./tests/fuzz/run.sh
 
 bench: all
 	@./bench/run.sh
@@ -107,4 +116,4 @@ demo: deps
 clean:
 	rm -rf build build-*
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,6 +1,7 @@
 // Images: decode (JPEG via TurboJPEG, PNG, WebP) to 8-bit RGB, EXIF orientation, resize
 // (antialiased, PIL-compatible filters) with img2dataset's modes, encode JPEG/PNG.
-// Owner of the implementation: core/image*.c.
+// Owner of the implementation: core/image*.c (decode, resize, encode). All functions are
+// reentrant (errors go to the thread-local cd_err buffer); call them from any thread.
 #ifndef CD_IMAGE_H
 #define CD_IMAGE_H
 #include <stddef.h>
@@ -17,7 +18,14 @@ int cd_image_probe(const void *buf, size_t len, const char *what, cd_imgfmt *fmt
 // Decode to RGB: gray/CMYK/palette/16-bit become RGB8, alpha is composited over white,
 // the JPEG EXIF orientation is applied. Refuses images over max_pixels (0 = no cap) before
 // decoding. min_side > 0 lets JPEG use DCT-domain scaling (1/2, 1/4, 1/8) while keeping
-// the shorter side >= min_side. `what` (path or URL) names the image in errors.
+// the shorter side >= min_side (pass the target size for every resize mode; 0 for an exact
+// full-size decode, e.g. when CLIP preprocessing must match PIL). The decoded size is then
+// smaller than the original: get the original size from cd_image_probe (which reports it
+// after EXIF orientation, as decode does). `what` (path or URL) names the image in errors.
+// Policy: a JPEG with any libjpeg warning (corrupt or truncated data, missing end marker)
+// is an error, except stray bytes between markers when the end marker is present. CMYK
+// JPEGs with an Adobe APP14 marker are read as inverted (Photoshop) CMYK, others as plain.
+// 16-bit PNG samples are scaled (rounded) to 8 bits. Animated WebP: the first frame.
 int cd_image_decode(const void *buf, size_t len, const char *what, int64_t max_pixels,
                     int min_side, cd_image *out);
 int cd_image_load(const char *path, int64_t max_pixels, cd_image *out);
@@ -47,14 +55,17 @@ const char *cd_filter_name(cd_filter f);
 // Crop a rectangle (x, y, w, h inside the image).
 int cd_image_crop(const cd_image *in, int x, int y, int w, int h, cd_image *out);
 
-// Encoders: heap buffers (free()).
+// Encoders: heap buffers (free()). JPEG subsampling is 4:4:4 at quality >= 90 and 4:2:0
+// below (img2dataset's cv2 writes 4:2:0 always; stored training images keep full chroma).
 int cd_image_encode_jpeg(const cd_image *im, int quality, uint8_t **buf, size_t *len);
 // PNG with optional tEXt chunks (keys[i] -> vals[i]), e.g. the generation parameters.
 int cd_image_encode_png(const cd_image *im, int ntext, const char *const *keys,
                         const char *const *vals, uint8_t **buf, size_t *len);
 // Save by extension (.jpg/.jpeg quality 95, .png), atomically.
 int cd_image_save(const char *path, const cd_image *im);
-// A grid of n images, `cols` per row, each scaled to fit thumb x thumb, 4 px gaps.
+// A grid of n images, `cols` per row, each scaled (bicubic) to fit thumb x thumb and centred
+// in its cell, on a dark grey background (24,24,24) with 4 px gaps and margins; an image
+// with rgb == NULL leaves its cell empty. Output: cols*(thumb+4)+4 wide.
 int cd_image_grid(const cd_image *ims, int n, int cols, int thumb, cd_image *out);
 void cd_image_free(cd_image *im);
 // Allocate an uninitialised w x h image (fails on w,h <= 0 or over CD_IMAGE_HARD_MAX_PIXELS).

@@ -1,0 +1,100 @@
+// Shared by kernels/*.cu only (CUDA C++): check macros, launch helpers, stream casts.
+// cudaCheck / cublasCheck / cudnnCheck evaluate to 0 on success, or print
+// "file:line: <call>: <library message>" to stderr, record it with cd_err, set the sticky
+// error flag read by cd_cuda_status(), and evaluate to -1. Use as `if (cudaCheck(x)) return;`
+// or CD_CU_TRY(cudaCheck(x)) in functions returning int.
+#ifndef CD_CUDA_COMMON_H
+#define CD_CUDA_COMMON_H
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublas_v2.h>
+#include <stdint.h>
+#include <stdio.h>
+extern "C" {
+#include "core/err.h"
+}
+#include "kernels/kernels_cuda.h"
+
+// Records a failure (prints, cd_err, sticky flag). Always returns -1.
+int cd_cuda_fail(const char *file, int line, const char *what, const char *msg);
+const char *cd_cublas_msg(cublasStatus_t s);
+
+static inline int cd_cuda_check_(cudaError_t e, const char *what, const char *file, int line) {
+    return e == cudaSuccess ? 0 : cd_cuda_fail(file, line, what, cudaGetErrorString(e));
+}
+static inline int cd_cublas_check_(cublasStatus_t s, const char *what, const char *file, int line) {
+    return s == CUBLAS_STATUS_SUCCESS ? 0 : cd_cuda_fail(file, line, what, cd_cublas_msg(s));
+}
+#define cudaCheck(x) cd_cuda_check_((x), #x, __FILE__, __LINE__)
+#define cublasCheck(x) cd_cublas_check_((x), #x, __FILE__, __LINE__)
+// A kernel launch: reports launch-configuration errors (not asynchronous faults).
+#define cudaCheckLaunch() cd_cuda_check_(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+// A precondition of an op (bad shape, unsupported head dim): recorded like a CUDA error.
+#define cd_cuda_require(c, msg) ((c) ? 0 : cd_cuda_fail(__FILE__, __LINE__, #c, (msg)))
+#define CD_CU_TRY(x) do { if ((x) != 0) return -1; } while (0)
+
+// cuDNN is optional (a GPU machine may lack it): CD_HAVE_CUDNN says whether it is here.
+#if !defined(CD_NO_CUDNN) && __has_include(<cudnn.h>)
+#include <cudnn.h>
+#define CD_HAVE_CUDNN 1
+static inline int cd_cudnn_check_(cudnnStatus_t s, const char *what, const char *file, int line) {
+    return s == CUDNN_STATUS_SUCCESS ? 0 : cd_cuda_fail(file, line, what, cudnnGetErrorString(s));
+}
+#define cudnnCheck(x) cd_cudnn_check_((x), #x, __FILE__, __LINE__)
+#else
+#define CD_HAVE_CUDNN 0
+#endif
+
+// db[c] += sum over n rows of dy[n, c] (kernels/cuda_gemm.cu; C++ linkage, .cu files only).
+void cd_cuda_colsum_acc(float *db, const float *dy, int n, int c, cudaStream_t st);
+
+static inline cudaStream_t cd_stream(void *s) { return (cudaStream_t)s; }
+static inline unsigned cd_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    return (unsigned)(b > 2147483647 ? 2147483647 : (b < 1 ? 1 : b));
+}
+// Grid-stride loop over [0, n).
+#define CD_GRID_LOOP(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (int64_t)blockDim.x * gridDim.x)
+// Grid size for a grid-stride element-wise kernel of 256 threads (enough to fill the GPU).
+static inline unsigned cd_ew_blocks(int64_t n) {
+    int64_t b = (n + 255) / 256;
+    return (unsigned)(b > 65536 ? 65536 : (b < 1 ? 1 : b));
+}
+
+// Storage-type helpers: fp32 math on float or bf16 storage.
+__device__ __forceinline__ float cd_ld(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float cd_ld(const __nv_bfloat16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void cd_st(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void cd_st(__nv_bfloat16 *p, int64_t i, float v) { p[i] = __float2bfloat16(v); }
+
+// Warp / block reductions (sum) for blockDim.x a multiple of 32, <= 1024.
+__device__ __forceinline__ float cd_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double cd_warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+// Sum over the block; the result is valid in every thread. `sh` holds >= 32 floats.
+__device__ __forceinline__ float cd_block_sum(float v, float *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = cd_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.f;
+    return cd_warp_sum(v);
+}
+__device__ __forceinline__ double cd_block_sum_d(double v, double *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = cd_warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0;
+    return cd_warp_sum_d(v);
+}
+#endif

@@ -1,0 +1,143 @@
+// GEMM and Linear on the GPU through cuBLAS. Row-major C = op(A) op(B) is computed as the
+// column-major C^T = op(B)^T op(A)^T, so A/B swap places and the strides are the ld's.
+#include "kernels/cuda_common.h"
+#include <chrono>
+
+static cublasComputeType_t f32_compute(void) {
+    return cd_cuda_get_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
+extern "C" void cd_cuda_gemm(int transA, int transB, int M, int N, int K, float alpha,
+                             const float *A, int lda, const float *B, int ldb, float beta,
+                             float *C, int ldc, void *stream) {
+    cublasHandle_t h = (cublasHandle_t)cd_cuda_cublas(stream);
+    if (!h || M <= 0 || N <= 0) return;
+    cublasCheck(cublasGemmEx(h, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
+                             CUDA_R_32F, ldc, f32_compute(), CUBLAS_GEMM_DEFAULT));
+}
+
+extern "C" void cd_cuda_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
+                                  const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                                  float beta, void *C, int ldc, int c_bf16, void *stream) {
+    cublasHandle_t h = (cublasHandle_t)cd_cuda_cublas(stream);
+    if (!h || M <= 0 || N <= 0) return;
+    cublasCheck(cublasGemmEx(h, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+                             c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+}
+
+extern "C" void cd_cuda_gemm_batched(int transA, int transB, int M, int N, int K, float alpha,
+                                     const float *A, int lda, int64_t strideA, const float *B,
+                                     int ldb, int64_t strideB, float beta, float *C, int ldc,
+                                     int64_t strideC, int batch, void *stream) {
+    cublasHandle_t h = (cublasHandle_t)cd_cuda_cublas(stream);
+    if (!h || M <= 0 || N <= 0 || batch <= 0) return;
+    cublasCheck(cublasGemmStridedBatchedEx(
+        h, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha,
+        B, CUDA_R_32F, ldb, strideB, A, CUDA_R_32F, lda, strideA, &beta, C, CUDA_R_32F, ldc,
+        strideC, batch, f32_compute(), CUBLAS_GEMM_DEFAULT));
+}
+
+// y[n, out] += b[out]
+__global__ void k_add_row_bias(float *y, const float *b, int64_t n, int out) {
+    CD_GRID_LOOP(i, n * out) y[i] += b[i % out];
+}
+
+// db[c] += sum_r dy[r, c] over r < n. Block (32, 8): 32 columns, 8 row lanes; grid.y
+// splits the rows; partial sums meet with atomicAdd.
+__global__ void k_colsum_acc(float *db, const float *dy, int n, int c, int rows_per_block) {
+    __shared__ float sh[8][33];
+    int col = blockIdx.x * 32 + threadIdx.x;
+    int r0 = blockIdx.y * rows_per_block, r1 = min(n, r0 + rows_per_block);
+    float s = 0.f;
+    if (col < c)
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) s += dy[(int64_t)r * c + col];
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < c) {
+        for (int j = 1; j < 8; j++) s += sh[j][threadIdx.x];
+        atomicAdd(&db[col], s);
+    }
+}
+
+// Launches k_colsum_acc with enough row splits to fill the GPU.
+void cd_cuda_colsum_acc(float *db, const float *dy, int n, int c, cudaStream_t st) {
+    int cb = (c + 31) / 32;
+    int ysplit = (264 + cb - 1) / cb;
+    if (ysplit > (n + 63) / 64) ysplit = (n + 63) / 64;
+    if (ysplit < 1) ysplit = 1;
+    int rpb = (n + ysplit - 1) / ysplit;
+    dim3 grid(cb, ysplit), block(32, 8);
+    k_colsum_acc<<<grid, block, 0, st>>>(db, dy, n, c, rpb);
+    cudaCheckLaunch();
+}
+
+extern "C" void cd_cuda_linear_fwd(float *y, const float *x, const float *W, const float *b,
+                                   int n, int in, int out, void *stream) {
+    cd_cuda_gemm(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, stream);
+    if (b) {
+        k_add_row_bias<<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(y, b, n, out);
+        cudaCheckLaunch();
+    }
+}
+
+extern "C" void cd_cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy,
+                                   const float *x, const float *W, int n, int in, int out,
+                                   void *stream) {
+    if (dx) cd_cuda_gemm(0, 0, n, in, out, 1.f, dy, out, W, in, 0.f, dx, in, stream);
+    if (dW) cd_cuda_gemm(1, 0, out, in, n, 1.f, dy, out, x, in, 1.f, dW, in, stream);
+    if (db) cd_cuda_colsum_acc(db, dy, n, out, cd_stream(stream));
+}
+
+extern "C" void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint16_t *W,
+                                        const float *b, int n, int in, int out, void *stream) {
+    cd_cuda_gemm_bf16(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, 0, stream);
+    if (b) {
+        k_add_row_bias<<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(y, b, n, out);
+        cudaCheckLaunch();
+    }
+}
+
+// Fills x[n] with a cheap hash-based pattern in [-1, 1) (bf16 or fp32), so GEMM-rate
+// measurements run on non-zero data (zeros run faster on tensor cores).
+__global__ void k_fill_pattern(void *x, int64_t n, int bf16) {
+    CD_GRID_LOOP(i, n) {
+        uint32_t h = (uint32_t)i * 2654435761u;
+        h ^= h >> 13; h *= 0x5bd1e995u; h ^= h >> 15;
+        float v = (float)(h & 0xffff) / 32768.f - 1.f;
+        if (bf16) ((__nv_bfloat16 *)x)[i] = __float2bfloat16(v);
+        else ((float *)x)[i] = v;
+    }
+}
+
+extern "C" double cd_cuda_gemm_rate_gflops(int n, int bf16, void *stream) {
+    size_t es = bf16 ? 2 : 4, nn = (size_t)n * n;
+    void *A = cd_cuda_malloc(nn * es), *B = cd_cuda_malloc(nn * es), *C = cd_cuda_malloc(nn * 4);
+    double rate = -1;
+    if (A && B && C) {
+        cudaStream_t st = cd_stream(stream);
+        k_fill_pattern<<<cd_ew_blocks(nn), 256, 0, st>>>(A, nn, bf16);
+        k_fill_pattern<<<cd_ew_blocks(nn), 256, 0, st>>>(B, nn, bf16);
+        auto run = [&](int reps) {
+            for (int r = 0; r < reps; r++) {
+                if (bf16) cd_cuda_gemm_bf16(0, 0, n, n, n, 1.f, (uint16_t *)A, n, (uint16_t *)B, n, 0.f, C, n, 0, stream);
+                else cd_cuda_gemm(0, 0, n, n, n, 1.f, (float *)A, n, (float *)B, n, 0.f, (float *)C, n, stream);
+            }
+        };
+        run(2);
+        cd_cuda_sync(stream);
+        int reps = bf16 ? 10 : 3;
+        auto t0 = std::chrono::steady_clock::now();
+        run(reps);
+        if (cd_cuda_sync(stream) == 0) {
+            double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            rate = 2.0 * n * (double)n * n * reps / s / 1e9;
+        }
+    }
+    cd_cuda_free(A);
+    cd_cuda_free(B);
+    cd_cuda_free(C);
+    return rate;
+}

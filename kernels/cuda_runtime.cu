@@ -1,0 +1,176 @@
+// Device, memory, error flag and per-stream library handles for the CUDA twins.
+#include "kernels/cuda_common.h"
+#include <pthread.h>
+#include <string.h>
+
+static int g_sticky_error;
+static int g_tf32;
+
+int cd_cuda_fail(const char *file, int line, const char *what, const char *msg) {
+    fprintf(stderr, "%s:%d: %s: %s\n", file, line, what, msg);
+    g_sticky_error = 1;
+    return cd_err("%s:%d: %s: %s", file, line, what, msg);
+}
+
+const char *cd_cublas_msg(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "cuBLAS not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "cuBLAS allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "cuBLAS invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "cuBLAS architecture mismatch";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "cuBLAS mapping error";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "cuBLAS execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "cuBLAS internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "cuBLAS not supported";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "cuBLAS license error";
+    default: return "cuBLAS error";
+    }
+}
+
+extern "C" int cd_cuda_status(void) {
+    int e = g_sticky_error;
+    g_sticky_error = 0;
+    return e ? -1 : 0;
+}
+
+extern "C" int cd_cuda_available(char *why, size_t why_cap) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        if (why && why_cap)
+            snprintf(why, why_cap, "no CUDA device: %s",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        cudaGetLastError(); // clear
+        return 0;
+    }
+    return 1;
+}
+
+extern "C" int cd_cuda_device_name(char *buf, size_t cap) {
+    int dev = 0;
+    cudaDeviceProp pr;
+    if (cudaCheck(cudaGetDevice(&dev)) || cudaCheck(cudaGetDeviceProperties(&pr, dev))) return -1;
+    snprintf(buf, cap, "%s, sm_%d%d, %d SMs, %.1f GiB", pr.name, pr.major, pr.minor,
+             pr.multiProcessorCount, pr.totalGlobalMem / 1073741824.0);
+    return 0;
+}
+
+extern "C" void *cd_cuda_malloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaCheck(cudaMalloc(&p, bytes ? bytes : 1))) return NULL;
+    return p;
+}
+extern "C" void cd_cuda_free(void *p) {
+    if (p) cudaCheck(cudaFree(p));
+}
+extern "C" int cd_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream) {
+    CD_CU_TRY(cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cd_stream(stream))));
+    return cudaCheck(cudaStreamSynchronize(cd_stream(stream)));
+}
+extern "C" int cd_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream) {
+    CD_CU_TRY(cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cd_stream(stream))));
+    return cudaCheck(cudaStreamSynchronize(cd_stream(stream)));
+}
+extern "C" int cd_cuda_memcpy_d2d(void *dst, const void *src, size_t bytes, void *stream) {
+    return cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cd_stream(stream)));
+}
+extern "C" int cd_cuda_memset(void *dst, int byte, size_t bytes, void *stream) {
+    return cudaCheck(cudaMemsetAsync(dst, byte, bytes, cd_stream(stream)));
+}
+extern "C" int cd_cuda_sync(void *stream) {
+    if (!stream) return cudaCheck(cudaDeviceSynchronize());
+    return cudaCheck(cudaStreamSynchronize(cd_stream(stream)));
+}
+extern "C" void *cd_cuda_stream_create(void) {
+    cudaStream_t s = NULL;
+    if (cudaCheck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking))) return NULL;
+    return (void *)s;
+}
+extern "C" void cd_cuda_stream_destroy(void *stream) {
+    if (stream) cudaCheck(cudaStreamDestroy(cd_stream(stream)));
+}
+extern "C" int cd_cuda_mem_info(size_t *used, size_t *total) {
+    size_t fr = 0, tot = 0;
+    CD_CU_TRY(cudaCheck(cudaMemGetInfo(&fr, &tot)));
+    if (used) *used = tot - fr;
+    if (total) *total = tot;
+    return 0;
+}
+extern "C" void cd_cuda_set_tf32(int on) { g_tf32 = on != 0; }
+extern "C" int cd_cuda_get_tf32(void) { return g_tf32; }
+
+// ---- per-stream context: cuBLAS handle, cuDNN handle, scratch buffer -----------------
+typedef struct {
+    cudaStream_t stream;
+    int used;
+    cublasHandle_t cublas;
+    void *cudnn;
+    void *scratch;
+    size_t scratch_bytes;
+} StreamCtx;
+#define CD_MAX_STREAMS 32
+static StreamCtx g_ctx[CD_MAX_STREAMS];
+static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static StreamCtx *ctx_for(void *stream) {
+    cudaStream_t s = cd_stream(stream);
+    StreamCtx *c = NULL;
+    pthread_mutex_lock(&g_ctx_mu);
+    for (int i = 0; i < CD_MAX_STREAMS && !c; i++)
+        if (g_ctx[i].used && g_ctx[i].stream == s) c = &g_ctx[i];
+    for (int i = 0; i < CD_MAX_STREAMS && !c; i++)
+        if (!g_ctx[i].used) {
+            c = &g_ctx[i];
+            memset(c, 0, sizeof *c);
+            c->used = 1;
+            c->stream = s;
+        }
+    pthread_mutex_unlock(&g_ctx_mu);
+    if (!c) cd_cuda_fail(__FILE__, __LINE__, "ctx_for", "more than 32 streams in use");
+    return c;
+}
+
+extern "C" void *cd_cuda_cublas(void *stream) {
+    StreamCtx *c = ctx_for(stream);
+    if (!c) return NULL;
+    if (!c->cublas) {
+        if (cublasCheck(cublasCreate(&c->cublas))) return NULL;
+        if (cublasCheck(cublasSetStream(c->cublas, c->stream))) return NULL;
+    }
+    return (void *)c->cublas;
+}
+
+extern "C" void *cd_cuda_cudnn(void *stream) {
+#if CD_HAVE_CUDNN
+    StreamCtx *c = ctx_for(stream);
+    if (!c) return NULL;
+    if (!c->cudnn) {
+        cudnnHandle_t h;
+        if (cudnnCheck(cudnnCreate(&h))) return NULL;
+        if (cudnnCheck(cudnnSetStream(h, c->stream))) return NULL;
+        c->cudnn = (void *)h;
+    }
+    return c->cudnn;
+#else
+    cd_cuda_fail(__FILE__, __LINE__, "cd_cuda_cudnn", "built without cuDNN");
+    return NULL;
+#endif
+}
+
+extern "C" void *cd_cuda_scratch(void *stream, size_t bytes) {
+    StreamCtx *c = ctx_for(stream);
+    if (!c) return NULL;
+    if (bytes > c->scratch_bytes) {
+        if (c->scratch) {
+            // The old buffer may still be in use by queued work on this stream.
+            if (cudaCheck(cudaStreamSynchronize(c->stream))) return NULL;
+            cudaCheck(cudaFree(c->scratch));
+            c->scratch = NULL;
+            c->scratch_bytes = 0;
+        }
+        size_t want = bytes + bytes / 4 + 256;
+        if (cudaCheck(cudaMalloc(&c->scratch, want))) return NULL;
+        c->scratch_bytes = want;
+    }
+    return c->scratch;
+}

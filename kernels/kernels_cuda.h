@@ -1,0 +1,188 @@
+// CUDA twins of every op in kernels/kernels.h (kernels/*.cu). Same arguments as the CPU
+// op, all tensors are DEVICE pointers, plus `stream` (a cudaStream_t; NULL = the default
+// stream). Ops are asynchronous on their stream except the ones returning a value (mse,
+// sumsq), which synchronize it. Plain C: this header needs no CUDA headers, so C code
+// built with or without CUDA can include it; the symbols exist only when CD_CUDA is set.
+//
+// Errors: every CUDA/cuBLAS/cuDNN call goes through a check macro (kernels/cuda_common.h)
+// that prints file:line and the library's message to stderr and records it with cd_err.
+// Ops returning void keep a sticky flag: cd_cuda_status() returns -1 once any op failed
+// (and clears the flag), so a caller checks once per step instead of per op.
+#ifndef CD_KERNELS_CUDA_H
+#define CD_KERNELS_CUDA_H
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- device and memory (kernels/cuda_runtime.cu) ------------------------------------
+// 1 when a usable CUDA device and driver are present, else 0 (never crashes without a
+// driver or a GPU). `why` (may be NULL) receives a short reason when it returns 0.
+int cd_cuda_available(char *why, size_t why_cap);
+// "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf; 0 or -1.
+int cd_cuda_device_name(char *buf, size_t cap);
+int cd_cuda_status(void);              // 0, or -1 when an op failed since the last call
+void *cd_cuda_malloc(size_t bytes);    // NULL (with cd_err) on failure
+void cd_cuda_free(void *p);
+int cd_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream);
+int cd_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream);
+int cd_cuda_memcpy_d2d(void *dst, const void *src, size_t bytes, void *stream);
+int cd_cuda_memset(void *dst, int byte, size_t bytes, void *stream);
+int cd_cuda_sync(void *stream);        // waits for the stream (NULL: the whole device)
+void *cd_cuda_stream_create(void);     // a non-blocking stream, NULL on failure
+void cd_cuda_stream_destroy(void *stream);
+// Current / peak device memory in use by this process (bytes, from cudaMemGetInfo).
+int cd_cuda_mem_info(size_t *used, size_t *total);
+// TF32 tensor-core math for fp32 GEMMs and convolutions (off by default: exact fp32).
+void cd_cuda_set_tf32(int on);
+int cd_cuda_get_tf32(void);
+// Per-stream library handles (created on first use, kept for the process).
+void *cd_cuda_cublas(void *stream);    // cublasHandle_t bound to stream
+void *cd_cuda_cudnn(void *stream);     // cudnnHandle_t bound to stream
+// Scratch device memory owned by the stream's context: valid until the next call of
+// cd_cuda_scratch on the same stream (grows; never shrinks). NULL on failure.
+void *cd_cuda_scratch(void *stream, size_t bytes);
+
+// ---- bf16 conversion (kernels/cuda_elementwise.cu) ----------------------------------
+void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);
+void cd_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
+
+// ---- GEMM (kernels/cuda_gemm.cu) ----------------------------------------------------
+void cd_cuda_gemm(int transA, int transB, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                  int ldc, void *stream);
+// bf16 A, B (uint16_t bit patterns), fp32 accumulate; C fp32 (c_bf16 = 0) or bf16.
+void cd_cuda_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
+                       const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
+                       void *C, int ldc, int c_bf16, void *stream);
+// Batched strided GEMM (fp32 or tf32 per cd_cuda_set_tf32): C_i = alpha op(A_i) op(B_i) + beta C_i.
+void cd_cuda_gemm_batched(int transA, int transB, int M, int N, int K, float alpha,
+                          const float *A, int lda, int64_t strideA, const float *B, int ldb,
+                          int64_t strideB, float beta, float *C, int ldc, int64_t strideC,
+                          int batch, void *stream);
+// Measured GEMM rate (GFLOP/s) at n^3: bf16 in / fp32 accumulate when bf16, else fp32
+// (tf32 when enabled). Allocates and frees its own buffers; -1 on failure.
+double cd_cuda_gemm_rate_gflops(int n, int bf16, void *stream);
+
+void cd_cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int n,
+                        int in, int out, void *stream);
+void cd_cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x,
+                        const float *W, int n, int in, int out, void *stream);
+// bf16 Linear: x, W bf16; y fp32 (+ fp32 bias). For frozen bf16 weights.
+void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint16_t *W, const float *b,
+                             int n, int in, int out, void *stream);
+
+// ---- LayerNorm / GroupNorm (kernels/cuda_norm.cu) ------------------------------------
+void cd_cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *g,
+                           const float *b, int n, int c, float eps, void *stream);
+void cd_cuda_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+                           const float *mean, const float *rstd, const float *g, int n, int c,
+                           void *stream);
+void cd_cuda_groupnorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *g,
+                           const float *b, int n, int c, int hw, int groups, float eps,
+                           int silu, void *stream);
+void cd_cuda_groupnorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+                           const float *mean, const float *rstd, const float *g,
+                           const float *b, int n, int c, int hw, int groups, int silu,
+                           void *stream);
+
+// bf16 storage, fp32 statistics and math (forward only: the sampler's path).
+void cd_cuda_layernorm_fwd_bf16(uint16_t *y, float *mean, float *rstd, const uint16_t *x,
+                                const float *g, const float *b, int n, int c, float eps,
+                                void *stream);
+void cd_cuda_groupnorm_fwd_bf16(uint16_t *y, float *mean, float *rstd, const uint16_t *x,
+                                const float *g, const float *b, int n, int c, int hw, int groups,
+                                float eps, int silu, void *stream);
+
+// ---- Convolution (kernels/cuda_conv.cu, cuDNN) ----------------------------------------
+void cd_cuda_conv2d_fwd(float *y, const float *x, const float *W, const float *b, int n,
+                        int cin, int h, int w, int cout, int k, int s, int p, void *stream);
+void cd_cuda_conv2d_bwd(float *dx, float *dW, float *db, const float *dy, const float *x,
+                        const float *W, int n, int cin, int h, int w, int cout, int k, int s,
+                        int p, void *stream);
+// bf16 activations and weights (NCHW), fp32 accumulate, bf16 y; fp32 bias (may be NULL).
+void cd_cuda_conv2d_fwd_bf16(uint16_t *y, const uint16_t *x, const uint16_t *W,
+                             const float *b, int n, int cin, int h, int w, int cout, int k,
+                             int s, int p, void *stream);
+
+// ---- Attention (kernels/cuda_attention.cu: fused flash-style, fp32) ----------------------
+// Supported head dims: 40, 64, 80, 160 (others: error recorded, cd_cuda_status() = -1).
+void cd_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k,
+                           const float *v, int B, int H, int Nq, int Nk, int D, float scale,
+                           void *stream);
+void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *k, const float *v, const float *out, const float *lse,
+                           int B, int H, int Nq, int Nk, int D, float scale, int detach_k0,
+                           void *stream);
+// bf16 q, k, v on tensor cores (kernels/cuda_attention_bf16.cu), fp32 softmax and
+// accumulation; out fp32 (out_bf16 = 0) or bf16; lse fp32 (may be NULL). q, k, v 16-byte aligned.
+void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q,
+                                const uint16_t *k, const uint16_t *v, int B, int H, int Nq,
+                                int Nk, int D, float scale, void *stream);
+// Backward of the bf16 forward: dout, q, k, v, out bf16; lse fp32 (required); dq, dk, dv fp32
+// (overwritten). Tensor cores for head dims 40/64/80; 160 runs the fp32 kernel on widened copies.
+void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout,
+                                const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                const uint16_t *out, const float *lse, int B, int H, int Nq,
+                                int Nk, int D, float scale, int detach_k0, void *stream);
+// Unfused baseline (kernels/cuda_attention_naive.cu): cuBLAS batched GEMMs + a softmax
+// kernel with the full [H,Nq,Nk] score matrix in device memory (for benches and as a
+// second opinion in tests). Same semantics as the fused ops; lse may be NULL.
+int cd_cuda_attention_naive_fwd(float *out, float *lse, const float *q, const float *k,
+                                const float *v, int B, int H, int Nq, int Nk, int D,
+                                float scale, void *stream);
+int cd_cuda_attention_naive_bwd(float *dq, float *dk, float *dv, const float *dout,
+                                const float *q, const float *k, const float *v, int B, int H,
+                                int Nq, int Nk, int D, float scale, int detach_k0,
+                                void *stream);
+
+// ---- Activations, element-wise, layout (kernels/cuda_elementwise.cu) -------------------
+void cd_cuda_silu_fwd(float *y, const float *x, int64_t n, void *stream);
+void cd_cuda_silu_bwd(float *dx, const float *dy, const float *x, int64_t n, void *stream);
+void cd_cuda_gelu_fwd(float *y, const float *x, int64_t n, void *stream);
+void cd_cuda_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n, void *stream);
+void cd_cuda_quick_gelu_fwd(float *y, const float *x, int64_t n, void *stream);
+void cd_cuda_quick_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n, void *stream);
+void cd_cuda_geglu_fwd(float *y, const float *x, int64_t n, int c, void *stream);
+void cd_cuda_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, int c,
+                       void *stream);
+// Fused bias + GEGLU: y[n,c] = (x[:, :c] + bias[:c]) * gelu(x[:, c:] + bias[c:]),
+// bias [2c] (the ff.net.0.proj Linear's bias folded into the gate).
+void cd_cuda_bias_geglu_fwd(float *y, const float *x, const float *bias, int64_t n, int c,
+                            void *stream);
+void cd_cuda_add(float *y, const float *a, const float *b, int64_t n, void *stream);
+// bf16 storage variants (fp32 math): the sampler's forward path.
+void cd_cuda_silu_fwd_bf16(uint16_t *y, const uint16_t *x, int64_t n, void *stream);
+void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, const float *bias, int64_t n,
+                                 int c, void *stream);
+void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, void *stream);
+void cd_cuda_acc(float *y, const float *x, int64_t n, void *stream);
+void cd_cuda_scale(float *y, float s, int64_t n, void *stream);
+void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *stream);
+void cd_cuda_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w, void *stream);
+void cd_cuda_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w, void *stream);
+void cd_cuda_nchw_to_nhwc(float *y, const float *x, int n, int c, int hw, void *stream);
+void cd_cuda_nhwc_to_nchw(float *y, const float *x, int n, int c, int hw, void *stream);
+void cd_cuda_concat_c(float *y, const float *a, const float *b, int n, int ca, int cb, int hw,
+                      void *stream);
+void cd_cuda_split_c(float *da, float *db, const float *dy, int n, int ca, int cb, int hw,
+                     void *stream);
+void cd_cuda_timestep_embedding(float *out, const float *t, int n, int dim, int flip_sin_to_cos,
+                                float freq_shift, float max_period, void *stream);
+void cd_cuda_embedding_fwd(float *out, const int32_t *ids, const float *table, int n, int c,
+                           void *stream);
+void cd_cuda_embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int n, int c,
+                           const uint8_t *row_mask, void *stream);
+
+// ---- Losses and optimizer (kernels/cuda_optim.cu) --------------------------------------
+// Returns the sum on the host (synchronizes the stream); NaN when a CUDA call failed.
+double cd_cuda_mse_fwd_bwd(float *grad, const float *a, const float *b, const float *mask,
+                           int64_t n, float scale, void *stream);
+void cd_cuda_adamw_step(float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                        float beta1, float beta2, float eps, float wd, int step, void *stream);
+double cd_cuda_sumsq(const float *x, int64_t n, void *stream);
+#ifdef __cplusplus
+}
+#endif
+#endif

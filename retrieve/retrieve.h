@@ -1,0 +1,81 @@
+// customdiff-retrieve internals: candidates, filters, the local index, the remote client
+// and the HTTP server.
+#ifndef CD_RETRIEVE_H
+#define CD_RETRIEVE_H
+#include <regex.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#include "core/faiss.h"
+#include "core/idxmeta.h"
+#include "model/clip.h"
+
+typedef struct {
+    int64_t id;
+    double sim;            // inner product of normalised vectors (cosine)
+    cJSON *meta;           // owned: metadata object (url, caption, ...), or NULL
+    float *vec;            // owned: stored vector [d], or NULL when not at hand
+    const char *query;     // the prompt it answers (not owned)
+} rt_cand;
+
+typedef struct {
+    rt_cand *v;
+    int n, cap;
+} rt_list;
+
+void rt_list_push(rt_list *l, rt_cand c);   // takes ownership of c.meta / c.vec
+void rt_list_free(rt_list *l);
+const char *rt_url(const rt_cand *c);       // "" when absent
+const char *rt_caption(const rt_cand *c);
+
+// Filters applied in rank order (clip-retrieval's post_filter + client-side URL dedup).
+typedef struct {
+    double min_sim;        // drop below (-2: off)
+    double dup_ip;         // near-duplicate embeddings: drop if IP with a kept one > this (0.94)
+    int dedup_urls;
+    regex_t *deny;         // on url and caption, or NULL
+    int d;
+} rt_filter;
+
+// Append the candidates of `in` (rank order) that pass the filters against those already
+// kept in `out` (so it also works across prompts). `in` is emptied (ownership moves).
+void rt_filter_apply(const rt_filter *f, rt_list *in, rt_list *out);
+
+// ---- local index ----
+typedef struct {
+    char *dir;
+    cd_faiss *ix;
+    cd_idxmeta *meta;
+    cJSON *info;          // index.json
+    int d;
+    int can_rec;          // the index reconstructs vectors (near-dup filter possible)
+    cd_clip clip;
+    int have_clip;
+} rt_local;
+
+int rt_local_open(rt_local *L, const char *dir, const char *clip_dir, const char *params);
+void rt_local_close(rt_local *L);
+// Normalised text embedding [d] of a prompt.
+int rt_local_embed(rt_local *L, const char *prompt, float *q);
+// k-NN of a normalised query q [d]: candidates in rank order with metadata and (when the
+// index can) vectors. with_meta_first: metadata only for the first that many (-1: all).
+int rt_local_knn(rt_local *L, const float *q, int k, int with_meta_first, rt_list *out);
+
+// ---- remote clip-retrieval back end ----
+typedef struct {
+    const char *endpoint;      // full /knn-service URL or a base URL
+    const char *index_name;
+    const char *modality;      // "image" (default) or "text"
+    int deduplicate, use_safety_model, use_violence_detector;
+    int aesthetic_score;       // <0: not sent
+    double aesthetic_weight;   // <0: not sent
+    int retries;
+    double timeout_s, backoff_s;
+} rt_remote;
+
+// One POST /knn-service for text with num_images = num_result_ids = k; results in rank order.
+int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out);
+
+// ---- server ----
+int rt_serve(rt_local *L, const char *host, int port, const char *index_name, double max_seconds);
+#endif

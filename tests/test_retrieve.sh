@@ -1,0 +1,133 @@
+#!/bin/sh
+# customdiff-index + customdiff-retrieve end to end on a synthetic caption corpus embedded
+# with the golden tiny CLIP: local retrieval, filters (deny, min-similarity, URL dedup),
+# prompts files, --append, and --serve answering the remote client (and curl, when present).
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-build}
+G=${CD_GOLDEN:-../shared/golden}
+CLIP=$G/tiny-sd/clip
+IX=$BUILD/bin/customdiff-index
+RT=$BUILD/bin/customdiff-retrieve
+if [ ! -d "$CLIP" ]; then
+  if [ "$CI" = true ]; then echo "FAIL retrieve_cli: $CLIP absent (CI=true)"; else echo "SKIP retrieve_cli: golden $CLIP absent"; fi
+  exit 0
+fi
+for b in "$IX" "$RT" "$BUILD/tests/test_index"; do
+  [ -x "$b" ] || { echo "FAIL retrieve_cli: $b not built"; exit 0; }
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cd-retrieve.XXXXXX")
+srv=""
+trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"' EXIT
+export OMP_NUM_THREADS=1
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+# field NAME LINE: the value of a string or number field in one JSON line
+field() { printf '%s\n' "$2" | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+
+if ! CD_GOLDEN=$G "$BUILD/tests/test_index" --make-corpus "$tmp" 300 >"$tmp/mk.log" 2>&1; then
+  fail corpus "$(cat "$tmp/mk.log")"; exit 0
+fi
+if "$IX" --embeddings "$tmp/corpus.npy" --metadata "$tmp/corpus.jsonl" --out "$tmp/ix" --model tiny-clip \
+     >"$tmp/ix.log" 2>&1 && grep -q '"factory":	"Flat"' "$tmp/ix/index.json" && grep -q '"count":	300' "$tmp/ix/index.json"; then
+  pass index_build_flat
+else
+  fail index_build_flat "$(tail -3 "$tmp/ix.log")"
+fi
+
+Q="a photo of a red cat on a beach"
+if "$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 8 --near-dup 1.01 --out "$tmp/c.jsonl" >"$tmp/r.log" 2>&1; then
+  head1=$(sed -n 1p "$tmp/c.jsonl"); first=$(sed -n 2p "$tmp/c.jsonl")
+  n=$(($(wc -l <"$tmp/c.jsonl") - 1))
+  sims=$(sed 1d "$tmp/c.jsonl" | sed -n 's/.*"similarity":\([^,]*\),.*/\1/p')
+  sorted=$(printf '%s\n' "$sims" | sort -g -r)
+  if [ "$n" = 8 ] && printf '%s' "$first" | grep -q "\"caption\":\"$Q\"" && printf '%s' "$first" | grep -q '"rank":1,' \
+     && [ "$sims" = "$sorted" ] && printf '%s' "$head1" | grep -q '"query":"a photo' \
+     && printf '%s' "$head1" | grep -q '"parameters":' && printf '%s' "$head1" | grep -q '"model":' \
+     && grep -q "customdiff-retrieve: wrote" "$tmp/r.log"; then
+    pass retrieve_local_self_first
+  else
+    fail retrieve_local_self_first "n=$n first=$first"
+  fi
+else
+  fail retrieve_local_self_first "$(tail -3 "$tmp/r.log")"
+fi
+
+# deny pattern and min-similarity
+"$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 20 --near-dup 1.01 --deny 'red|beach' --out "$tmp/d.jsonl" >/dev/null 2>&1
+if [ "$(sed 1d "$tmp/d.jsonl" | wc -l)" = 20 ] && ! sed 1d "$tmp/d.jsonl" | sed 's/"query":.*//' | grep -qiE 'red|beach'; then
+  pass retrieve_deny
+else
+  fail retrieve_deny "$(head -3 "$tmp/d.jsonl")"
+fi
+"$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 50 --near-dup 1.01 --min-similarity 0.999 --out "$tmp/m.jsonl" >/dev/null 2>&1
+low=$(sed 1d "$tmp/m.jsonl" | sed -n 's/.*"similarity":\([^,]*\),.*/\1/p' | awk '$1 < 0.999' | wc -l)
+cnt=$(sed 1d "$tmp/m.jsonl" | wc -l)
+if [ "$low" = 0 ] && [ "$cnt" -ge 1 ] && [ "$cnt" -lt 50 ]; then pass retrieve_min_similarity; else fail retrieve_min_similarity "low=$low cnt=$cnt"; fi
+
+# near-duplicate filter at its default (0.94): fewer kept than asked only if vectors agree
+"$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 300 --out "$tmp/n.jsonl" >/dev/null 2>&1
+nd=$(sed 1d "$tmp/n.jsonl" | wc -l)
+if [ "$nd" -ge 1 ] && [ "$nd" -lt 300 ]; then pass retrieve_near_dup_filter; else fail retrieve_near_dup_filter "kept $nd of 300"; fi
+
+# prompts file: two prompts, candidates of both, URLs unique
+printf 'a photo of a blue dog at night\n\na photo of a green tree in a garden\n' >"$tmp/p.txt"
+"$RT" --index "$tmp/ix" --clip "$CLIP" --prompts-file "$tmp/p.txt" --num 5 --near-dup 1.01 --out "$tmp/pf.jsonl" >/dev/null 2>&1
+u=$(sed 1d "$tmp/pf.jsonl" | sed -n 's/.*"url":"\([^"]*\)".*/\1/p' | sort | uniq | wc -l)
+if [ "$u" = 10 ] && grep -q '"caption":"a photo of a blue dog at night"' "$tmp/pf.jsonl" \
+   && grep -q '"caption":"a photo of a green tree in a garden"' "$tmp/pf.jsonl"; then
+  pass retrieve_prompts_file
+else
+  fail retrieve_prompts_file "unique urls $u"
+fi
+
+# --append: the same files again double the count; ids continue
+if "$IX" --embeddings "$tmp/corpus.npy" --metadata "$tmp/corpus.jsonl" --out "$tmp/ix" --append >"$tmp/ap.log" 2>&1 \
+   && grep -q '"count":	600' "$tmp/ix/index.json"; then
+  "$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 2 --dedup-urls=0 --near-dup 1.01 --out "$tmp/a.jsonl" >/dev/null 2>&1
+  ids=$(sed 1d "$tmp/a.jsonl" | sed -n 's/.*"id":\([0-9]*\),.*/\1/p' | sort -n | tr '\n' ' ')
+  case "$ids" in
+    "0 300 ") pass index_append;;
+    *) fail index_append "ids of the two copies: $ids";;
+  esac
+else
+  fail index_append "$(tail -3 "$tmp/ap.log")"
+fi
+
+# errors: missing index folder, no prompt
+if "$RT" --index "$tmp/none" --clip "$CLIP" --prompt x --out "$tmp/e.jsonl" >"$tmp/e.log" 2>&1; then
+  fail retrieve_missing_index "succeeded"
+elif grep -q "none/index.json" "$tmp/e.log"; then pass retrieve_missing_index
+else fail retrieve_missing_index "$(cat "$tmp/e.log")"; fi
+if "$RT" --index "$tmp/ix" --clip "$CLIP" --out "$tmp/e.jsonl" >"$tmp/e.log" 2>&1; then fail retrieve_no_prompt "succeeded"
+else pass retrieve_no_prompt; fi
+
+# --serve, then the remote client against it
+port=$((20000 + $$ % 20000))
+"$RT" --serve --index "$tmp/ix" --clip "$CLIP" --port $port --index-name corpus --serve-seconds 60 >"$tmp/srv.log" 2>&1 &
+srv=$!
+i=0
+while [ $i -lt 50 ] && ! grep -q "serving" "$tmp/srv.log"; do sleep 0.1; i=$((i + 1)); done
+if "$RT" --endpoint "http://127.0.0.1:$port" --index-name corpus --prompt "$Q" --num 3 --out "$tmp/rm.jsonl" >"$tmp/rm.log" 2>&1 \
+   && sed -n 2p "$tmp/rm.jsonl" | grep -q "\"caption\":\"$Q\""; then
+  pass remote_against_own_server
+else
+  fail remote_against_own_server "$(tail -3 "$tmp/rm.log"; cat "$tmp/srv.log")"
+fi
+if "$RT" --endpoint "http://127.0.0.1:$port/knn-service" --index-name nosuch --prompt "$Q" --num 3 --retries 0 \
+     --out "$tmp/rm2.jsonl" >"$tmp/rm2.log" 2>&1; then
+  fail remote_unknown_index "succeeded"
+elif grep -q "400" "$tmp/rm2.log"; then pass remote_unknown_index
+else fail remote_unknown_index "$(cat "$tmp/rm2.log")"; fi
+if command -v curl >/dev/null 2>&1; then
+  l=$(curl -s "http://127.0.0.1:$port/indices-list")
+  m=$(curl -s -X POST -d '{"ids":[137],"indice_name":"corpus"}' "http://127.0.0.1:$port/metadata")
+  if [ "$l" = '["corpus"]' ] && printf '%s' "$m" | grep -q '"id":137,"metadata":{"url":"http://img.example/137.jpg"'; then
+    pass serve_indices_list_and_metadata
+  else
+    fail serve_indices_list_and_metadata "list=$l metadata=$m"
+  fi
+fi
+kill "$srv" 2>/dev/null
+wait "$srv" 2>/dev/null
+srv=""
+exit 0

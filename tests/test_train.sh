@@ -1,0 +1,139 @@
+#!/bin/sh
+# End-to-end training on the CPU with a tiny model (customdiff-tiny-model when it writes a
+# UNet + VAE, else the golden tiny-sd model): preprocess -> train 30 steps -> sample with the
+# delta; resume equivalence; a kill while a checkpoint is written; bad inputs; export.
+# Tiny shapes run fastest on one thread (and do not fight other jobs for the cores).
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-build}
+BIN=$BUILD/bin
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+T=$BUILD/tmp/test_train.$$
+rm -rf "$T"; mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+need() { for b in "$@"; do [ -x "$BIN/customdiff-$b" ] || { echo "SKIP train_e2e: $BIN/customdiff-$b not built"; exit 0; }; done; }
+need train preprocess sample export
+
+# ---- the model ------------------------------------------------------------------------
+MODEL=""
+if [ -n "${TRAIN_TEST_MODEL:-}" ]; then
+  MODEL=$TRAIN_TEST_MODEL
+elif [ -x "$BIN/customdiff-tiny-model" ] && "$BIN/customdiff-tiny-model" --out "$T/tiny" >/dev/null 2>&1 \
+   && [ -f "$T/tiny/unet/config.json" ] && [ -f "$T/tiny/vae/config.json" ]; then
+  MODEL=$T/tiny
+elif [ -f ../shared/golden/tiny-sd/model/unet/config.json ]; then
+  MODEL=../shared/golden/tiny-sd/model
+else
+  echo "SKIP train_e2e: no tiny model with a UNet (customdiff-tiny-model) and no golden tiny-sd"; exit 0
+fi
+RES=64
+COMMON="--model $MODEL --resolution $RES --modifier-token <new1> --initializer-token ktn"
+
+# ---- data: images sampled from the base model, preprocessed into stores ----------------
+"$BIN/customdiff-sample" --model "$MODEL" --prompt "a red cat" --n 3 --steps 2 --height $RES --width $RES \
+  --seed 1 --out "$T/inst_raw" >"$T/log" 2>&1 || { fail data "sample: $(tail -1 "$T/log")"; exit 0; }
+"$BIN/customdiff-sample" --model "$MODEL" --prompt "a cat on a sofa" --n 4 --steps 2 --height $RES --width $RES \
+  --seed 2 --out "$T/cls_raw" >"$T/log" 2>&1 || { fail data "sample: $(tail -1 "$T/log")"; exit 0; }
+rm -f "$T/inst_raw/grid.png" "$T/cls_raw/grid.png"
+for f in "$T"/cls_raw/*.png; do echo "a cat sitting on a sofa" > "${f%.png}.txt"; done
+"$BIN/customdiff-preprocess" --instance "$T/inst_raw" --caption "photo of a <new1> cat" --resolution $RES \
+  --out "$T/inst" >"$T/log" 2>&1 || { fail preprocess "$(tail -1 "$T/log")"; exit 0; }
+"$BIN/customdiff-preprocess" --instance "$T/cls_raw" --caption "cat" --resolution $RES \
+  --out "$T/cls" >"$T/log" 2>&1 || { fail preprocess "$(tail -1 "$T/log")"; exit 0; }
+
+train() {  # train OUT [args...]
+  out=$1; shift
+  "$BIN/customdiff-train" $COMMON --instance-data "$T/inst" --class-data "$T/cls" \
+    --instance-prompt "photo of a <new1> cat" --class-prompt "cat" --out "$out" "$@" >"$out.log" 2>&1
+}
+
+# ---- 30 steps: the loss falls ------------------------------------------------------------
+if train "$T/run" --max-train-steps 30 --learning-rate 2e-2 --train-batch-size 2 --noaug \
+     --checkpointing-steps 0; then
+  # mean of the first 5 steps' loss against the last 5
+  r=$(awk '{l[NR]=$4} END {a=0;b=0;for(i=1;i<=5;i++){a+=l[i];b+=l[NR-5+i]}; printf "%.4f %.4f %d", a/5, b/5, (b < 0.9*a)}' "$T/run/train.log")
+  set -- $r
+  if [ "$3" = 1 ]; then pass "train_loss_falls ($1 -> $2)"; else fail train_loss_falls "first 5 mean $1, last 5 mean $2"; fi
+  for f in delta.safetensors train.log metrics.json loss.png; do
+    [ -s "$T/run/$f" ] || fail train_outputs "$f missing"
+  done
+  [ -s "$T/run/loss.png" ] && pass train_outputs
+else
+  fail train_runs "$(tail -2 "$T/run.log")"
+fi
+
+# ---- the delta changes the sample ---------------------------------------------------------
+P="photo of a <new1> cat"
+"$BIN/customdiff-sample" --model "$MODEL" --prompt "$P" --steps 4 --height $RES --width $RES --seed 7 --format jpg \
+  --out "$T/s_base" >"$T/log" 2>&1 &&
+"$BIN/customdiff-sample" --model "$MODEL" --delta "$T/run/delta.safetensors" --prompt "$P" --steps 4 \
+  --height $RES --width $RES --seed 7 --format jpg --out "$T/s_delta" >"$T/log2" 2>&1
+if [ $? != 0 ]; then fail sample_with_delta "$(tail -1 "$T/log") $(tail -1 "$T/log2")"
+elif cmp -s "$T/s_base/00000-7.jpg" "$T/s_delta/00000-7.jpg"; then fail sample_with_delta "identical images"
+else pass sample_with_delta; fi
+
+# ---- resume equivalence: 10 steps == 5 + resume + 5 -----------------------------------------
+R="--max-train-steps 10 --checkpointing-steps 5 --with-prior-preservation --real-prior --hflip --train-batch-size 1 --learning-rate 5e-3"
+train "$T/full" $R && train "$T/half" --max-train-steps 5 --checkpointing-steps 5 --with-prior-preservation \
+  --real-prior --hflip --train-batch-size 1 --learning-rate 5e-3 && train "$T/half" $R --resume latest
+if [ $? != 0 ]; then fail resume_equivalence "$(tail -1 "$T/half.log")"
+elif cmp -s "$T/full/delta.safetensors" "$T/half/delta.safetensors" &&
+     cmp -s "$T/full/checkpoints/checkpoint-000010/state.safetensors" "$T/half/checkpoints/checkpoint-000010/state.safetensors"
+then pass resume_equivalence
+else fail resume_equivalence "delta or checkpoint differs after 5 + resume + 5"; fi
+
+# ---- a kill while checkpoint 4 is written leaves checkpoint 2 valid; resume completes --------
+K="--max-train-steps 6 --checkpointing-steps 2 --train-batch-size 1 --learning-rate 5e-3"
+CD_TRAIN_TEST_KILL_IN_CHECKPOINT=4 train "$T/kill" $K
+rc=$?
+if [ $rc = 0 ]; then fail checkpoint_kill "the run was not killed"
+elif [ -d "$T/kill/checkpoints/checkpoint-000004" ] || [ ! -f "$T/kill/checkpoints/checkpoint-000002/state.json" ]; then
+  fail checkpoint_kill "after the kill: $(ls "$T/kill/checkpoints" | tr '\n' ' ')"
+elif train "$T/kill" $K --resume latest && train "$T/straight" $K &&
+     cmp -s "$T/kill/delta.safetensors" "$T/straight/delta.safetensors"; then
+  pass checkpoint_kill
+else fail checkpoint_kill "resume after the kill: $(tail -1 "$T/kill.log")"; fi
+
+# ---- bad inputs ------------------------------------------------------------------------------
+bad() {  # name expected-substring args...
+  name=$1; want=$2; shift 2
+  if "$BIN/customdiff-train" --model "$MODEL" --resolution $RES --max-train-steps 1 --out "$T/bad" "$@" >"$T/bad.log" 2>&1; then
+    fail "$name" "succeeded"
+  elif grep -q "$want" "$T/bad.log"; then pass "$name"
+  else fail "$name" "message: $(tail -1 "$T/bad.log")"; fi
+}
+mkdir -p "$T/empty"
+bad bad_empty_folder "no images" --instance-data "$T/empty" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn
+echo '[{"instance_prompt": "a <new1> cat", "class_prompt": "cat", "instance_data_dir": "'"$T"'/nope", "class_data_dir": "'"$T"'/cls"}]' > "$T/concepts.json"
+bad bad_missing_concept_folder "no such folder" --concepts "$T/concepts.json" --modifier-token "<new1>" --initializer-token ktn
+bad bad_modifier_in_vocab "already in the tokenizer's vocabulary" --instance-data "$T/inst" --instance-prompt "a ktn" --modifier-token "ktn" --initializer-token pll
+bad bad_initializer_piece "not a single piece of the vocabulary" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token "ktnzzqx"
+bad bad_initializer_count "initializer" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>+<new2>" --initializer-token ktn
+# an empty LMDB store: preprocess of an empty candidates list
+: > "$T/none.jsonl"
+"$BIN/customdiff-preprocess" --candidates "$T/none.jsonl" --resolution $RES --out "$T/empty_store" >/dev/null 2>&1
+if [ -f "$T/empty_store/data.mdb" ]; then
+  bad bad_empty_store "no images" --instance-data "$T/empty_store" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn
+fi
+
+# ---- export: the diffusers folder samples like base + delta; the Custom Diffusion layout too ---
+if [ -f "$T/run/delta.safetensors" ]; then
+  "$BIN/customdiff-export" --model "$MODEL" --delta "$T/run/delta.safetensors" --out "$T/exp" >"$T/log" 2>&1 &&
+  "$BIN/customdiff-sample" --model "$T/exp" --prompt "$P" --steps 4 --height $RES --width $RES --seed 7 --format jpg \
+    --out "$T/s_exp" >"$T/log" 2>&1
+  if [ $? != 0 ]; then fail export_diffusers "$(tail -1 "$T/log")"
+  elif cmp -s "$T/s_exp/00000-7.jpg" "$T/s_delta/00000-7.jpg" && grep -q '"<new1>"' "$T/exp/tokenizer/added_tokens.json"
+  then pass export_diffusers
+  else fail export_diffusers "the exported folder samples differently from base + delta"; fi
+  "$BIN/customdiff-export" --model "$MODEL" --delta "$T/run/delta.safetensors" --format custom-diffusion \
+    --out "$T/expcd" >"$T/log" 2>&1 &&
+  "$BIN/customdiff-sample" --model "$MODEL" --delta "$T/expcd" --prompt "$P" --steps 4 --height $RES --width $RES \
+    --seed 7 --format jpg --no-check-base --out "$T/s_expcd" >"$T/log" 2>&1
+  if [ $? != 0 ]; then fail export_custom_diffusion "$(tail -1 "$T/log")"
+  elif [ -f "$T/expcd/pytorch_custom_diffusion_weights.safetensors" ] && [ -f "$T/expcd/<new1>.safetensors" ] &&
+       cmp -s "$T/s_expcd/00000-7.jpg" "$T/s_delta/00000-7.jpg"
+  then pass export_custom_diffusion
+  else fail export_custom_diffusion "files missing or the sample differs"; fi
+fi
+exit 0
