@@ -23,7 +23,12 @@ NVCCFLAGS ?= -O3 -std=c++17 -I. -lineinfo --expt-relaxed-constexpr \
              -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
 ifeq ($(CUDA),1)
   CFLAGS += -DCD_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart
+  ifneq ($(wildcard $(CUDA_HOME)/include/cudnn.h),)
+    CUDNN_LIB := -lcudnn
+  else
+    NVCCFLAGS += -DCD_NO_CUDNN
+  endif
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDNN_LIB) -lcublasLt -lcublas -lcudart
 endif
 
 # Library sources: core/, kernels/, model/ (layering rules in DESIGN.md).

@@ -134,6 +134,11 @@ static void bench_attention(int B, int H, int Nq, int Nk, int D, int naive) {
 // ---- groupnorm, layernorm, geglu ------------------------------------------------------------------
 typedef struct { int n, c, hw; float *x, *y, *g, *b, *m, *r, *dy, *dx, *dg, *db; } Norm;
 static void gn_fwd(void *p) { Norm *a = p; cd_cuda_groupnorm_fwd(a->y, a->m, a->r, a->x, a->g, a->b, a->n, a->c, a->hw, 32, 1e-5f, 1, NULL); }
+static void gn_fwd_bf(void *p) {
+    Norm *a = p;
+    cd_cuda_groupnorm_fwd_bf16((uint16_t *)a->dx, a->m, a->r, (const uint16_t *)a->x, a->g, a->b, a->n, a->c, a->hw, 32,
+                               1e-5f, 1, NULL);
+}
 static void gn_bwd(void *p) { Norm *a = p; cd_cuda_groupnorm_bwd(a->dx, a->dg, a->db, a->dy, a->x, a->m, a->r, a->g, a->b, a->n, a->c, a->hw, 32, 1, NULL); }
 static void ln_fwd(void *p) { Norm *a = p; cd_cuda_layernorm_fwd(a->y, a->m, a->r, a->x, a->g, a->b, a->n, a->c, 1e-5f, NULL); }
 static void ln_bwd(void *p) { Norm *a = p; cd_cuda_layernorm_bwd(a->dx, a->dg, a->db, a->dy, a->x, a->m, a->r, a->g, a->n, a->c, NULL); }
@@ -154,6 +159,8 @@ static void bench_norms(void) {
         snprintf(s, sizeof s, "2x%dx%d G32", a.c, a.hw);
         sh = timeit(gn_fwd, &a);
         row("groupnorm+silu fwd", s, sh, 0, 2 * mb, "GB/s = 1 read + 1 write");
+        sh = timeit(gn_fwd_bf, &a);
+        row("groupnorm+silu fwd bf16", s, sh, 0, mb, "bf16 in/out; GB/s = 1 read + 1 write");
         sh = timeit(gn_bwd, &a);
         row("groupnorm+silu bwd", s, sh, 0, 3 * mb, "GB/s = 2 reads + 1 write");
     }
@@ -197,8 +204,199 @@ static void bench_conv(int n, int cin, int h, int w, int cout) {
     for (int i = 0; i < 11; i++) cd_cuda_free(bufs[i]);
 }
 
+// ---- SD1.5 UNet forward as an op sequence (proxy) -----------------------------------------------
+// The op list and shapes of diffusers' UNet2DConditionModel (SD1.5: 320/640/1280/1280, 2 layers
+// per block, 8 heads, context 77 x 768) run through the twins with random weights, in fp32,
+// tf32 or bf16 (bf16 activations and weights, fp32 norms/softmax/accumulation): what a UNet
+// forward costs with these kernels until model/ has a GPU path. Not a numerical check.
+// Batch 2 at 64x64 is one classifier-free-guidance sampling step (cond + uncond).
+typedef struct { char *base; size_t off, cap, peak; double flop; float *rnd; uint16_t *rndb; int bf; } Arena;
+static Arena U;
+static void *ua(int64_t n) { // n elements of the current precision, 256-byte aligned
+    size_t b = ((size_t)n * (U.bf ? 2 : 4) + 255) & ~(size_t)255;
+    if (U.off + b > U.cap) { fprintf(stderr, "unet proxy: arena full\n"); exit(1); }
+    void *p = U.base + U.off;
+    U.off += b;
+    if (U.off > U.peak) U.peak = U.off;
+    return p;
+}
+#define UW ((const void *)(U.bf ? (const void *)U.rndb : (const void *)U.rnd)) // weights
+#define UF ((const float *)U.rnd)                                                 // fp32 params
+enum { UB = 2, CTX = 77, CTXD = 768 };
+static void *g_ctx;
+static const float *g_temb;
+
+static void p_conv(void *y, const void *x, int cin, int h, int cout, int k, int s) {
+    int p = k / 2, ho = (h + 2 * p - k) / s + 1;
+    if (U.bf) cd_cuda_conv2d_fwd_bf16(y, x, UW, UF, UB, cin, h, h, cout, k, s, p, NULL);
+    else cd_cuda_conv2d_fwd(y, x, UW, UF, UB, cin, h, h, cout, k, s, p, NULL);
+    U.flop += 2.0 * UB * cout * ho * ho * cin * k * k;
+}
+static void p_linear(void *y, const void *x, int n, int in, int out, int bias) {
+    if (U.bf) cd_cuda_linear_fwd_bf16_out(y, x, UW, bias ? UF : NULL, n, in, out, NULL);
+    else cd_cuda_linear_fwd(y, x, UW, bias ? UF : NULL, n, in, out, NULL);
+    U.flop += 2.0 * n * in * out;
+}
+static void p_gn(void *y, const void *x, int c, int hw, float eps, int silu) {
+    if (U.bf) cd_cuda_groupnorm_fwd_bf16(y, NULL, NULL, x, UF, UF, UB, c, hw, 32, eps, silu, NULL);
+    else cd_cuda_groupnorm_fwd(y, NULL, NULL, x, UF, UF, UB, c, hw, 32, eps, silu, NULL);
+}
+static void p_ln(void *y, const void *x, int n, int c) {
+    if (U.bf) cd_cuda_layernorm_fwd_bf16(y, NULL, NULL, x, UF, UF, n, c, 1e-5f, NULL);
+    else cd_cuda_layernorm_fwd(y, NULL, NULL, x, UF, UF, n, c, 1e-5f, NULL);
+}
+static void p_add(void *y, const void *a, const void *b, int64_t n) {
+    if (U.bf) cd_cuda_add_bf16(y, a, b, n, NULL);
+    else cd_cuda_add(y, a, b, n, NULL);
+}
+static void p_bias_nc(void *y, int c, int hw) {
+    if (U.bf) cd_cuda_add_bias_nc_bf16(y, g_temb, UB, c, hw, NULL);
+    else cd_cuda_add_bias_nc(y, g_temb, UB, c, hw, NULL);
+}
+static void p_t(void *y, const void *x, int c, int hw, int to_nhwc) {
+    if (U.bf) (to_nhwc ? cd_cuda_nchw_to_nhwc_bf16 : cd_cuda_nhwc_to_nchw_bf16)(y, x, UB, c, hw, NULL);
+    else (to_nhwc ? cd_cuda_nchw_to_nhwc : cd_cuda_nhwc_to_nchw)(y, x, UB, c, hw, NULL);
+}
+static void *u_resnet(const void *x, int cin, int cout, int h) {
+    int64_t hw = (int64_t)h * h;
+    void *t1 = ua(UB * cin * hw), *t2 = ua(UB * cout * hw), *t3 = ua(UB * cout * hw), *y = ua(UB * cout * hw);
+    p_gn(t1, x, cin, (int)hw, 1e-5f, 1);
+    p_conv(t2, t1, cin, h, cout, 3, 1);
+    p_bias_nc(t2, cout, (int)hw);
+    p_gn(t3, t2, cout, (int)hw, 1e-5f, 1);
+    p_conv(t2, t3, cout, h, cout, 3, 1);
+    const void *sc = x;
+    if (cin != cout) { p_conv(t3, x, cin, h, cout, 1, 1); sc = t3; }
+    p_add(y, t2, sc, UB * cout * hw);
+    return y;
+}
+// h[n, C] += out_proj(attention(q = x Wq, k/v from src (context rows) or from x (self)))
+static void u_attn(void *h, const void *x, const void *src, int n, int C, int Nk, int hw, int D) {
+    int H = C / D;
+    void *q = ua((int64_t)n * C), *k = ua((int64_t)UB * Nk * C), *v = ua((int64_t)UB * Nk * C), *o = ua((int64_t)n * C);
+    p_linear(q, x, n, C, C, 0);
+    int kin = src ? CTXD : C;
+    p_linear(k, src ? src : x, UB * Nk, kin, C, 0);
+    p_linear(v, src ? src : x, UB * Nk, kin, C, 0);
+    float sc = 1.f / sqrtf((float)D);
+    if (U.bf) cd_cuda_attention_fwd_bf16(o, 1, NULL, q, k, v, UB, H, hw, Nk, D, sc, NULL);
+    else cd_cuda_attention_fwd(o, NULL, q, k, v, UB, H, hw, Nk, D, sc, NULL);
+    U.flop += 4.0 * UB * H * (double)hw * Nk * D;
+    p_linear(q, o, n, C, C, 1);
+    p_add(h, h, q, (int64_t)n * C);
+}
+static void *u_transformer(const void *x, int C, int hsz) {
+    int hw = hsz * hsz, n = UB * hw, D = C / 8;
+    void *t = ua((int64_t)n * C), *t2 = ua((int64_t)n * C), *h = ua((int64_t)n * C), *f = ua((int64_t)n * 8 * C);
+    void *g = ua((int64_t)n * 4 * C), *y = ua((int64_t)n * C);
+    p_gn(t, x, C, hw, 1e-6f, 0);
+    p_conv(t2, t, C, hsz, C, 1, 1); // proj_in (1x1 conv in SD1.x)
+    p_t(h, t2, C, hw, 1);
+    p_ln(t, h, n, C);
+    u_attn(h, t, NULL, n, C, hw, hw, D);
+    p_ln(t, h, n, C);
+    u_attn(h, t, g_ctx, n, C, CTX, hw, D);
+    p_ln(t, h, n, C);
+    p_linear(f, t, n, C, 8 * C, 0);
+    if (U.bf) cd_cuda_bias_geglu_fwd_bf16(g, f, UF, n, 4 * C, NULL);
+    else cd_cuda_bias_geglu_fwd(g, f, UF, n, 4 * C, NULL);
+    p_linear(t, g, n, 4 * C, C, 1);
+    p_add(h, h, t, (int64_t)n * C);
+    p_t(t, h, C, hw, 0);
+    p_conv(t2, t, C, hsz, C, 1, 1); // proj_out
+    p_add(y, t2, x, (int64_t)n * C);
+    return y;
+}
+static void unet_forward(void *unused) {
+    (void)unused;
+    size_t keep = U.off;
+    U.flop = 0;
+    static const int ch[4] = {320, 640, 1280, 1280};
+    void *skips[12];
+    int skc[12], ns = 0, h = 64, c = 320;
+    void *x = ua(UB * 4 * 64 * 64), *cur = ua(UB * 320 * 64 * 64);
+    cd_cuda_memcpy_d2d(x, UW, (U.bf ? 2 : 4) * UB * 4 * 64 * 64, NULL);
+    p_conv(cur, x, 4, 64, 320, 3, 1);
+    skips[ns] = cur; skc[ns++] = c;
+    for (int b = 0; b < 4; b++) {
+        for (int l = 0; l < 2; l++) {
+            cur = u_resnet(cur, c, ch[b], h);
+            c = ch[b];
+            if (b < 3) cur = u_transformer(cur, c, h);
+            skips[ns] = cur; skc[ns++] = c;
+        }
+        if (b < 3) {
+            void *d = ua(UB * c * (h / 2) * (h / 2));
+            p_conv(d, cur, c, h, c, 3, 2);
+            cur = d; h /= 2;
+            skips[ns] = cur; skc[ns++] = c;
+        }
+    }
+    cur = u_resnet(cur, 1280, 1280, h);
+    cur = u_transformer(cur, 1280, h);
+    cur = u_resnet(cur, 1280, 1280, h);
+    for (int b = 0; b < 4; b++) {
+        int co = ch[3 - b];
+        for (int l = 0; l < 3; l++) {
+            int cs = skc[--ns];
+            void *cat = ua((int64_t)UB * (c + cs) * h * h);
+            if (U.bf) cd_cuda_concat_c_bf16(cat, cur, skips[ns], UB, c, cs, h * h, NULL);
+            else cd_cuda_concat_c(cat, cur, skips[ns], UB, c, cs, h * h, NULL);
+            cur = u_resnet(cat, c + cs, co, h);
+            c = co;
+            if (b > 0) cur = u_transformer(cur, c, h);
+        }
+        if (b < 3) {
+            void *up = ua((int64_t)UB * c * 4 * h * h), *o = ua((int64_t)UB * c * 4 * h * h);
+            if (U.bf) cd_cuda_upsample2x_fwd_bf16(up, cur, UB, c, h, h, NULL);
+            else cd_cuda_upsample2x_fwd(up, cur, UB, c, h, h, NULL);
+            h *= 2;
+            p_conv(o, up, c, h, c, 3, 1);
+            cur = o;
+        }
+    }
+    void *t = ua(UB * 320 * 64 * 64), *out = ua(UB * 4 * 64 * 64);
+    p_gn(t, cur, 320, 4096, 1e-5f, 1);
+    p_conv(out, t, 320, 64, 4, 3, 1);
+    U.off = keep; // activations are dead after the call; the next forward reuses the arena
+}
+
+static void bench_unet_proxy(void) {
+    U.cap = (size_t)4 << 30; // the fp32 forward needs ~2.5 GiB (no buffer reuse)
+    U.base = cd_cuda_malloc(U.cap);
+    if (!U.base) { printf("| UNet proxy | - | - | - | could not allocate 4 GiB |\n"); return; }
+    const int64_t nr = (int64_t)1 << 25; // 32M >= the largest weight (1280x2560x3x3)
+    U.rnd = drand_buf(nr, 0.05f);
+    U.rndb = cd_cuda_malloc(2 * nr);
+    if (!U.rnd || !U.rndb) return;
+    cd_cuda_f32_to_bf16(U.rndb, U.rnd, nr, NULL);
+    g_temb = U.rnd;
+    const char *names[3] = {"UNet fwd proxy fp32 (SD1.5)", "UNet fwd proxy tf32 (SD1.5)", "UNet fwd proxy bf16 (SD1.5)"};
+    for (int mode = 0; mode < 3; mode++) {
+        U.off = U.peak = 0;
+        U.bf = mode == 2;
+        cd_cuda_set_tf32(mode == 1);
+        g_ctx = ua((int64_t)UB * CTX * CTXD);
+        cd_cuda_memcpy_d2d(g_ctx, UW, (U.bf ? 2 : 4) * UB * CTX * CTXD, NULL);
+        double ms = timeit(unet_forward, NULL);
+        char note[160];
+        snprintf(note, sizeof note, "proxy, random weights; %.3f TFLOP; = %.1f CFG it/s at 512; %.2f GiB activations",
+                 U.flop / 1e12, 1e3 / ms, U.peak / 1073741824.0);
+        row(names[mode], "B2 4x64x64, ctx 77x768", ms, U.flop / 1e9, 0, note);
+    }
+    cd_cuda_set_tf32(0);
+    U.bf = 0;
+    size_t used = 0, tot = 0;
+    cd_cuda_mem_info(&used, &tot);
+    printf("| device memory in use | | | %.1f GiB of %.1f | arena 4 GiB incl. |\n", used / 1073741824.0, tot / 1073741824.0);
+    cd_cuda_free(U.rnd);
+    cd_cuda_free(U.rndb);
+    cd_cuda_free(U.base);
+}
+
 int main(int argc, char **argv) {
     g_quick = argc > 1 && !strcmp(argv[1], "quick");
+    int only_unet = argc > 1 && !strcmp(argv[1], "unet");
     char why[256], dev[256];
     if (!cd_cuda_available(why, sizeof why)) {
         printf("bench_gpu: %s\n", why);
@@ -209,6 +407,10 @@ int main(int argc, char **argv) {
     printf("| %-30s | %-26s | %9s | %-34s | %s |\n", "op", "shape", "ms", "rate", "note");
     printf("|---|---|---|---|---|\n");
     g_gemm_bf16 = cd_cuda_gemm_rate_gflops(8192, 1, NULL);
+    if (only_unet) {
+        bench_unet_proxy();
+        return 0;
+    }
     row("cuBLAS GEMM bf16 (ceiling)", "8192^3", 2.0 * 8192.0 * 8192 * 8192 / g_gemm_bf16 / 1e6,
         2.0 * 8192.0 * 8192 * 8192 / 1e9, 0, "fp32 accumulate");
     double r32 = cd_cuda_gemm_rate_gflops(4096, 0, NULL);
@@ -225,7 +427,7 @@ int main(int argc, char **argv) {
     bench_norms();
     bench_conv(2, 320, 64, 64, 320);
     bench_conv(2, 1280, 16, 16, 1280);
-    printf("| UNet forward (SD1.5, 2x4x64x64) | - | - | - | no GPU path in model/ yet |\n");
+    printf("| UNet forward (model/, SD1.5) | - | - | - | no GPU path in model/ yet; see `bench_gpu unet` |\n");
     if (cd_cuda_status()) printf("\nbench_gpu: some op failed: %s\n", "see the messages above");
     return 0;
 }

@@ -11,14 +11,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "core/cli.h"
 #include "core/err.h"
 #include "core/faiss.h"
 #include "core/rng.h"
 
 static int64_t n;
-static int d, nq, k, threads, centres;
-static double target, mem_gb;
+static int d, nq, k, threads, intrinsic;
+static double target, mem_gb, noise;
 static const char *factory, *out;
 
 static cd_opt opts[] = {
@@ -27,7 +29,8 @@ static cd_opt opts[] = {
     {"nq", CD_OPT_INT, &nq, "1000", "queries"},
     {"k", CD_OPT_INT, &k, "10", "k of recall@k"},
     {"recall", CD_OPT_FLOAT, &target, "0.95", "tuning target for the approximate index"},
-    {"centres", CD_OPT_INT, &centres, "1000", "clusters in the synthetic data (0: isotropic Gaussian)"},
+    {"intrinsic", CD_OPT_INT, &intrinsic, "32", "intrinsic dimension of the synthetic data (0: isotropic Gaussian)"},
+    {"noise", CD_OPT_FLOAT, &noise, "0.3", "isotropic noise added to the low-dimensional part"},
     {"factory", CD_OPT_STR, &factory, NULL, "index to compare (default: customdiff-index's choice)"},
     {"max-index-memory", CD_OPT_FLOAT, &mem_gb, "4", "GiB budget for the choice"},
     {"threads", CD_OPT_INT, &threads, "0", "FAISS threads (0: all)"},
@@ -40,18 +43,24 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-// Unit vectors around `centres` random directions (CLIP-like clustered data), or isotropic.
-static void synth(float *x, int64_t m, uint64_t seed, const float *c) {
+// Unit vectors of low intrinsic dimension, like CLIP embeddings: x = normalise(P z + noise g)
+// with z ~ N(0, I_r), P a fixed random d x r map, g ~ N(0, I_d / d); r = 0 gives isotropic
+// Gaussian vectors (the worst case for any approximate index).
+static void synth(float *x, int64_t m, uint64_t seed, const float *P) {
     cd_rng r;
     cd_rng_seed(&r, seed);
     cd_rng_normal(&r, x, (size_t)m * d);
+    if (P) {
+        float *z = malloc((size_t)m * intrinsic * sizeof(float));
+        cd_rng_normal(&r, z, (size_t)m * intrinsic);
+        // x = noise/sqrt(d) * g + z P^T / sqrt(r)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, d, intrinsic, 1.0f / sqrtf((float)intrinsic), z,
+                    intrinsic, P, intrinsic, (float)(noise / sqrt(d)), x, d);
+        free(z);
+    }
     for (int64_t i = 0; i < m; i++) {
         float *v = x + i * d;
         double s = 0;
-        if (c) {
-            const float *ci = c + (int64_t)(cd_rng_uniform(&r) * centres) % centres * d;
-            for (int j = 0; j < d; j++) v[j] = ci[j] + 0.8f * v[j] / sqrtf((float)d);
-        }
         for (int j = 0; j < d; j++) s += (double)v[j] * v[j];
         for (int j = 0; j < d; j++) v[j] /= (float)sqrt(s);
     }
@@ -74,16 +83,11 @@ int main(int argc, char **argv) {
     if (r) return r < 0 ? 2 : 0;
     cd_faiss_set_threads(threads);
     float *c = NULL;
-    if (centres > 0) {
-        c = malloc((size_t)centres * d * sizeof(float));
+    if (intrinsic > 0) {
+        c = malloc((size_t)d * intrinsic * sizeof(float));
         cd_rng rr;
         cd_rng_seed(&rr, 7);
-        cd_rng_normal(&rr, c, (size_t)centres * d);
-        for (int i = 0; i < centres; i++) {
-            double s = 0;
-            for (int j = 0; j < d; j++) s += (double)c[i * d + j] * c[i * d + j];
-            for (int j = 0; j < d; j++) c[i * d + j] /= (float)sqrt(s);
-        }
+        cd_rng_normal(&rr, c, (size_t)d * intrinsic);
     }
     float *x = malloc((size_t)n * d * sizeof(float)), *q = malloc((size_t)nq * d * sizeof(float));
     synth(x, n, 1, c);
@@ -92,7 +96,8 @@ int main(int argc, char **argv) {
     char host[64] = "?";
     gethostname(host, sizeof host);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    report(f, "bench_index: n=%lld d=%d nq=%d k=%d centres=%d, %ld CPU cores on %s%s\n", (long long)n, d, nq, k, centres,
+    report(f, "bench_index: n=%lld d=%d nq=%d k=%d intrinsic=%d noise=%.2f, %ld CPU cores on %s%s\n", (long long)n, d, nq, k,
+           intrinsic, noise,
            ncpu, host, n < 1000000 ? " (scaled down from the issue's 1M: --n)" : "");
     // exact search
     cd_faiss *flat, *ix;

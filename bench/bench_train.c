@@ -136,14 +136,16 @@ static int build_sd15(cd_pipeline *p, const char *tmp) {
     p->unet = g_unet;
     CD_TRY(probe(&p->vae_w, bind_vae, v));
     p->vae = g_vae;
+    CD_TRY(cd_tiny_tokenizer_write(tmp));
+    CD_TRY(cd_tokenizer_load(&p->tok, tmp));
     cd_clip_text_config tc;
     cd_clip_text_config_vit_l14(&tc);
+    tc.vocab_size = cd_tokenizer_size(p->tok);   // the tiny vocabulary: ids only index rows
     cd_tiny_clip_weights(&p->text_w, &tc, 0, NULL, 3);
     p->text_config = text_config_json(&tc);
     p->scheduler_config = sched_json();
     p->family = CD_FAMILY_SD1;
-    CD_TRY(cd_tiny_tokenizer_write(tmp));
-    return cd_tokenizer_load(&p->tok, tmp);
+    return 0;
 }
 
 // ---- timing ---------------------------------------------------------------------------

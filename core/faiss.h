@@ -52,6 +52,7 @@ int cd_faiss_read(cd_faiss **out, const char *path, int io_flags);
 
 // Number of OpenMP threads FAISS uses (0: leave as is).
 void cd_faiss_set_threads(int n);
+int cd_faiss_get_threads(void);
 
 // Exact k-NN by inner product of q [nq, d] against x [n, d] (BLAS, no copy of x):
 // dist [nq, k] best first, ids [nq, k] row numbers of x (-1 past n).
@@ -87,8 +88,9 @@ typedef struct {
 // chosen parameters are left set on the index, then latency is measured.
 int cd_faiss_tune(cd_faiss *ix, const char *key, const float *q, int64_t nq, const int64_t *gt,
                   int k, double target, cd_faiss_tuning *out);
-// Latency and throughput of the index as it is set: single-query searches for about
-// budget_s seconds (avg and p99 ms) and one batched search (qps).
+// Latency and throughput of the index as it is set: single-query searches on one thread
+// (as a server answers one request) for about budget_s seconds (avg and p99 ms), and one
+// batched search of all nq queries on every thread (qps).
 int cd_faiss_measure(const cd_faiss *ix, const float *q, int64_t nq, int k, double budget_s,
                      double *avg_ms, double *p99_ms, double *qps);
 #ifdef __cplusplus

@@ -204,13 +204,15 @@ int cd_faiss_measure(const cd_faiss *ix, const float *q, int64_t nq, int k, doub
     float *dist = cd_malloc((size_t)(nq > k ? nq : k) * k * sizeof *dist);
     int64_t *ids = cd_malloc((size_t)(nq > k ? nq : k) * k * sizeof *ids);
     double t0 = now_s(), sum = 0;
-    int rc = 0;
+    int rc = 0, threads = cd_faiss_get_threads();
+    cd_faiss_set_threads(1);
     while (n < cap && (n < 20 || now_s() - t0 < budget_s)) {
         double a = now_s();
         if ((rc = cd_faiss_search(ix, 1, d, q + (n % nq) * d, k, dist, ids)) != 0) break;
         t[n] = (now_s() - a) * 1e3;
         sum += t[n++];
     }
+    cd_faiss_set_threads(threads);
     if (rc == 0) {
         qsort(t, (size_t)n, sizeof *t, cmp_double);
         *avg_ms = sum / n;

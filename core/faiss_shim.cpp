@@ -200,6 +200,8 @@ extern "C" void cd_faiss_set_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
 }
 
+extern "C" int cd_faiss_get_threads(void) { return omp_get_max_threads(); }
+
 extern "C" int cd_faiss_knn_exact(const float *q, int64_t nq, const float *x, int64_t n, int d, int k,
                                   float *dist, int64_t *ids) {
     if (d <= 0 || k <= 0 || nq < 0 || n < 0) return cd_err("exact k-NN: bad sizes d=%d k=%d", d, k);

@@ -43,7 +43,8 @@ __device__ __forceinline__ void load_tile(float *sm, const float *src, int r0, i
 
 template <int D>
 __global__ void __launch_bounds__(FA_THREADS) k_flash_fwd(float *out, float *lse, const float *q, const float *k,
-                                                           const float *v, int H, int Nq, int Nk, float sl) {
+                                                           const float *v, int H, int Nq, int Nk, float sl,
+                                                           int causal) {
     constexpr int DS = D + 1, ND = (D + 15) / 16, PS = FA_BK + 1;
     extern __shared__ float sm[];
     float *Qs = sm, *Ks = Qs + FA_BQ * DS, *Vs = Ks + FA_BK * DS, *Ps = Vs + FA_BK * DS;
@@ -60,7 +61,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_fwd(float *out, float *lse
 #pragma unroll
         for (int c = 0; c < ND; c++) o[r][c] = 0.f;
     }
-    for (int k0 = 0; k0 < Nk; k0 += FA_BK) {
+    const int kend = causal ? min(Nk, q0 + FA_BQ) : Nk; // causal: keys j <= query i only
+    for (int k0 = 0; k0 < kend; k0 += FA_BK) {
         __syncthreads(); // the previous tile's Ks/Vs/Ps are no longer read
         load_tile<D>(Ks, kb, k0, FA_BK, Nk, HD, 1.f);
         load_tile<D>(Vs, vb, k0, FA_BK, Nk, HD, 1.f);
@@ -84,9 +86,9 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_fwd(float *out, float *lse
         }
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            if (k0 + tx + 16 * i >= Nk)
 #pragma unroll
-                for (int r = 0; r < 4; r++) s[r][i] = -INFINITY;
+            for (int r = 0; r < 4; r++)
+                if (k0 + tx + 16 * i >= Nk || (causal && k0 + tx + 16 * i > q0 + ty * 4 + r)) s[r][i] = -INFINITY;
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             float mx = fmaxf(fmaxf(s[r][0], s[r][1]), fmaxf(s[r][2], s[r][3]));
@@ -157,7 +159,7 @@ template <int D>
 __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd(float *dq, float *dk, float *dv, const float *dout,
                                                            const float *q, const float *k, const float *v,
                                                            const float *lse, const float *delta, int H, int Nq,
-                                                           int Nk, float scale, int tiles_per_split) {
+                                                           int Nk, float scale, int tiles_per_split, int causal) {
     constexpr int DS = D + 1, ND = (D + 15) / 16, PS = FA_BQ + 1;
     extern __shared__ float sm[];
     float *Ks = sm, *Vs = Ks + FA_BK * DS, *Qs = Vs + FA_BK * DS, *Os = Qs + FA_BQ * DS;
@@ -212,7 +214,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd(float *dq, float *dk, 
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int kr = ty * 4 + r, qi = tx + 16 * i;
-                const bool ok = (k0 + kr < Nk) && (q0 + qi < Nq);
+                const bool ok = (k0 + kr < Nk) && (q0 + qi < Nq) && (!causal || k0 + kr <= q0 + qi);
                 const float p = ok ? exp2f(s[r][i] * sl - Ls[qi]) : 0.f;
                 Ps[kr * PS + qi] = p;
                 Ss[kr * PS + qi] = p * (dp[r][i] - Dl[qi]);
@@ -304,7 +306,7 @@ static int sm_count(void) {
 
 template <int D>
 static void fwd_launch(float *out, float *lse, const float *q, const float *k, const float *v, int B, int H,
-                       int Nq, int Nk, float scale, cudaStream_t st) {
+                       int Nq, int Nk, float scale, int causal, cudaStream_t st) {
     static int attr_set;
     size_t smem = fwd_smem<D>();
     if (!attr_set) {
@@ -313,14 +315,14 @@ static void fwd_launch(float *out, float *lse, const float *q, const float *k, c
         attr_set = 1;
     }
     dim3 grid((Nq + FA_BQ - 1) / FA_BQ, B * H);
-    k_flash_fwd<D><<<grid, FA_THREADS, smem, st>>>(out, lse, q, k, v, H, Nq, Nk, scale * LOG2E);
+    k_flash_fwd<D><<<grid, FA_THREADS, smem, st>>>(out, lse, q, k, v, H, Nq, Nk, scale * LOG2E, causal);
     cudaCheckLaunch();
 }
 
 template <int D>
 static void bwd_launch(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                        const float *v, const float *lse, const float *delta, int B, int H, int Nq, int Nk,
-                       float scale, cudaStream_t st) {
+                       float scale, int causal, cudaStream_t st) {
     static int attr_set;
     size_t smem = bwd_smem<D>();
     if (!attr_set) {
@@ -334,7 +336,8 @@ static void bwd_launch(float *dq, float *dk, float *dv, const float *dout, const
     int per = (qtiles + splits - 1) / splits;
     splits = (qtiles + per - 1) / per;
     dim3 grid(ktiles, splits, B * H);
-    k_flash_bwd<D><<<grid, FA_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per);
+    k_flash_bwd<D><<<grid, FA_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per,
+                                                   causal);
     cudaCheckLaunch();
 }
 
@@ -343,21 +346,21 @@ static int dim_ok(int D) {
                            "attention: head dim must be 40, 64, 80 or 160");
 }
 
-extern "C" void cd_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
-                                      int B, int H, int Nq, int Nk, int D, float scale, void *stream) {
+static void attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, int B, int H, int Nq,
+                     int Nk, int D, float scale, int causal, void *stream) {
     cudaStream_t st = cd_stream(stream);
     if (B <= 0 || H <= 0 || Nq <= 0 || dim_ok(D) || cd_cuda_require(Nk > 0, "attention: Nk must be > 0")) return;
     switch (D) {
-    case 40: fwd_launch<40>(out, lse, q, k, v, B, H, Nq, Nk, scale, st); break;
-    case 64: fwd_launch<64>(out, lse, q, k, v, B, H, Nq, Nk, scale, st); break;
-    case 80: fwd_launch<80>(out, lse, q, k, v, B, H, Nq, Nk, scale, st); break;
-    case 160: fwd_launch<160>(out, lse, q, k, v, B, H, Nq, Nk, scale, st); break;
+    case 40: fwd_launch<40>(out, lse, q, k, v, B, H, Nq, Nk, scale, causal, st); break;
+    case 64: fwd_launch<64>(out, lse, q, k, v, B, H, Nq, Nk, scale, causal, st); break;
+    case 80: fwd_launch<80>(out, lse, q, k, v, B, H, Nq, Nk, scale, causal, st); break;
+    case 160: fwd_launch<160>(out, lse, q, k, v, B, H, Nq, Nk, scale, causal, st); break;
     }
 }
 
-extern "C" void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                      const float *k, const float *v, const float *out, const float *lse, int B,
-                                      int H, int Nq, int Nk, int D, float scale, int detach_k0, void *stream) {
+static void attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                     const float *v, const float *out, const float *lse, int B, int H, int Nq, int Nk, int D,
+                     float scale, int detach_k0, int causal, void *stream) {
     cudaStream_t st = cd_stream(stream);
     if (B <= 0 || H <= 0 || Nq <= 0 || Nk <= 0 || dim_ok(D)) return;
     // scratch: delta [B,H,Nq]; when lse is NULL also lse [B,H,Nq] and a throw-away out.
@@ -366,7 +369,7 @@ extern "C" void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const flo
     if (!delta) return;
     if (!lse) {
         float *lse_tmp = delta + nrow;
-        cd_cuda_attention_fwd(lse_tmp + nrow, lse_tmp, q, k, v, B, H, Nq, Nk, D, scale, stream);
+        attn_fwd(lse_tmp + nrow, lse_tmp, q, k, v, B, H, Nq, Nk, D, scale, causal, stream);
         lse = lse_tmp;
     }
     size_t qbytes = sizeof(float) * (size_t)B * Nq * H * D, kbytes = sizeof(float) * (size_t)B * Nk * H * D;
@@ -377,13 +380,32 @@ extern "C" void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const flo
     k_flash_delta<<<cd_blocks(warps * 32, 256), 256, 0, st>>>(delta, dout, out, B, H, Nq, D);
     if (cudaCheckLaunch()) return;
     switch (D) {
-    case 40: bwd_launch<40>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 64: bwd_launch<64>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 80: bwd_launch<80>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 160: bwd_launch<160>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, st); break;
+    case 40: bwd_launch<40>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
+    case 64: bwd_launch<64>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
+    case 80: bwd_launch<80>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
+    case 160: bwd_launch<160>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
     }
     if (detach_k0) {
         k_zero_key0<<<cd_ew_blocks((int64_t)B * H * D), 256, 0, st>>>(dk, dv, B, Nk, H * D);
         cudaCheckLaunch();
     }
+}
+
+extern "C" void cd_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                                      int B, int H, int Nq, int Nk, int D, float scale, void *stream) {
+    attn_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale, 0, stream);
+}
+extern "C" void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                      const float *k, const float *v, const float *out, const float *lse, int B,
+                                      int H, int Nq, int Nk, int D, float scale, int detach_k0, void *stream) {
+    attn_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach_k0, 0, stream);
+}
+extern "C" void cd_cuda_attention_causal_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                                             int B, int H, int N, int D, float scale, void *stream) {
+    attn_fwd(out, lse, q, k, v, B, H, N, N, D, scale, 1, stream);
+}
+extern "C" void cd_cuda_attention_causal_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                             const float *k, const float *v, const float *out, const float *lse,
+                                             int B, int H, int N, int D, float scale, void *stream) {
+    attn_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, N, N, D, scale, 0, 1, stream);
 }

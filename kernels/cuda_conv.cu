@@ -63,15 +63,18 @@ static int approx_algo(cudnnConvolutionBwdFilterAlgo_t a) {
 }
 
 // Picks the first heuristic result that succeeded, fits the workspace limit, is not an
-// approximate (FFT/Winograd) algorithm and, in exact fp32 mode, uses FMA math only.
+// approximate (FFT/Winograd) algorithm and, in exact fp32 mode, is no tensor-op variant; an
+// exact-mode algorithm then always runs with CUDNN_FMA_MATH (DEFAULT_MATH would allow TF32).
 #define PICK_ALGO(results, count, exact, algo_out, math_out, ws_out)                              \
     do {                                                                                         \
         int found_ = 0;                                                                          \
         for (int i_ = 0; i_ < (count) && !found_; i_++) {                                        \
             if (results[i_].status != CUDNN_STATUS_SUCCESS || results[i_].memory > WS_LIMIT) continue; \
             if (approx_algo(results[i_].algo)) continue;                                         \
-            if ((exact) && results[i_].mathType != CUDNN_FMA_MATH) continue; \
-            algo_out = results[i_].algo; math_out = results[i_].mathType; ws_out = results[i_].memory; \
+            if ((exact) && (results[i_].mathType == CUDNN_TENSOR_OP_MATH ||                      \
+                            results[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue; \
+            algo_out = results[i_].algo; ws_out = results[i_].memory;                            \
+            math_out = (exact) ? CUDNN_FMA_MATH : results[i_].mathType;                          \
             found_ = 1;                                                                          \
         }                                                                                        \
         if (!found_) { cd_cuda_fail(__FILE__, __LINE__, "cudnn algorithm", "no usable algorithm"); return NULL; } \
@@ -101,17 +104,33 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &cnt, fr)))
         return NULL;
     PICK_ALGO(fr, cnt, exact, pl.fwd, pl.fwd_math, pl.fwd_ws);
+    size_t ws = 0; // the workspace under the math type it will run with
+    if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.fwd_math)) ||
+        cudnnCheck(cudnnGetConvolutionForwardWorkspaceSize(h, pl.xd, pl.wd, pl.cd, pl.yd, pl.fwd, &ws)))
+        return NULL;
+    if (ws > pl.fwd_ws) pl.fwd_ws = ws;
     if (bwd) {
         cudnnConvolutionBwdDataAlgoPerf_t dr[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         cudnnConvolutionBwdFilterAlgoPerf_t wr[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        if (cudnnCheck(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.wd, pl.yd, pl.cd, pl.xd,
+        const cudnnMathType_t mode = exact ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH; // for the heuristics
+        if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, mode)) ||
+            cudnnCheck(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.wd, pl.yd, pl.cd, pl.xd,
                                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &cnt, dr)))
             return NULL;
         PICK_ALGO(dr, cnt, exact, pl.bwd_data, pl.data_math, pl.data_ws);
-        if (cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.xd, pl.yd, pl.cd, pl.wd,
+        if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.data_math)) ||
+            cudnnCheck(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.wd, pl.yd, pl.cd, pl.xd, pl.bwd_data, &ws)))
+            return NULL;
+        if (ws > pl.data_ws) pl.data_ws = ws;
+        if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, mode)) ||
+            cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.xd, pl.yd, pl.cd, pl.wd,
                                                                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &cnt, wr)))
             return NULL;
         PICK_ALGO(wr, cnt, exact, pl.bwd_filter, pl.filter_math, pl.filter_ws);
+        if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.filter_math)) ||
+            cudnnCheck(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.xd, pl.yd, pl.cd, pl.wd, pl.bwd_filter, &ws)))
+            return NULL;
+        if (ws > pl.filter_ws) pl.filter_ws = ws;
         pl.has_bwd = 1;
     }
     pthread_mutex_lock(&g_plan_mu);

@@ -75,11 +75,12 @@ __global__ void k_geglu_fwd(T *y, const T *x, const float *bias, int64_t n, int 
         cd_st(y, i, hv * gelu_f(gv));
     }
 }
-__global__ void k_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, int c) {
+__global__ void k_geglu_bwd(float *dx, const float *dy, const float *x, const float *bias, int64_t n, int c) {
     CD_GRID_LOOP(i, n * c) {
         int64_t r = i / c;
         int j = (int)(i - r * c);
         float hv = x[r * 2 * c + j], gv = x[r * 2 * c + c + j], d = dy[i];
+        if (bias) { hv += bias[j]; gv += bias[c + j]; }
         dx[r * 2 * c + j] = d * gelu_f(gv);
         dx[r * 2 * c + c + j] = d * hv * gelu_d(gv);
     }
@@ -94,7 +95,11 @@ extern "C" void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, cons
     LAUNCH_EW(k_geglu_fwd<__nv_bfloat16>, n * c, s, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, bias, n, c);
 }
 extern "C" void cd_cuda_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, int c, void *s) {
-    LAUNCH_EW(k_geglu_bwd, n * c, s, dx, dy, x, n, c);
+    LAUNCH_EW(k_geglu_bwd, n * c, s, dx, dy, x, (const float *)NULL, n, c);
+}
+extern "C" void cd_cuda_bias_geglu_bwd(float *dx, const float *dy, const float *x, const float *bias, int64_t n, int c,
+                                       void *s) {
+    LAUNCH_EW(k_geglu_bwd, n * c, s, dx, dy, x, bias, n, c);
 }
 
 // ---- arithmetic -------------------------------------------------------------------------
@@ -102,8 +107,9 @@ template <typename T>
 __global__ void k_add(T *y, const T *a, const T *b, int64_t n) { CD_GRID_LOOP(i, n) cd_st(y, i, cd_ld(a, i) + cd_ld(b, i)); }
 __global__ void k_acc(float *y, const float *x, int64_t n) { CD_GRID_LOOP(i, n) y[i] += x[i]; }
 __global__ void k_scale(float *y, float s, int64_t n) { CD_GRID_LOOP(i, n) y[i] *= s; }
-__global__ void k_add_bias_nc(float *y, const float *bias, int64_t nc, int hw) {
-    CD_GRID_LOOP(i, nc * hw) y[i] += bias[i / hw];
+template <typename T>
+__global__ void k_add_bias_nc(T *y, const float *bias, int64_t nc, int hw) {
+    CD_GRID_LOOP(i, nc * hw) cd_st(y, i, cd_ld(y, i) + bias[i / hw]);
 }
 extern "C" void cd_cuda_add(float *y, const float *a, const float *b, int64_t n, void *s) { LAUNCH_EW(k_add<float>, n, s, y, a, b, n); }
 extern "C" void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, void *s) {
@@ -112,12 +118,16 @@ extern "C" void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t 
 extern "C" void cd_cuda_acc(float *y, const float *x, int64_t n, void *s) { LAUNCH_EW(k_acc, n, s, y, x, n); }
 extern "C" void cd_cuda_scale(float *y, float sc, int64_t n, void *s) { LAUNCH_EW(k_scale, n, s, y, sc, n); }
 extern "C" void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *s) {
-    LAUNCH_EW(k_add_bias_nc, (int64_t)n * c * hw, s, y, bias, (int64_t)n * c, hw);
+    LAUNCH_EW(k_add_bias_nc<float>, (int64_t)n * c * hw, s, y, bias, (int64_t)n * c, hw);
+}
+extern "C" void cd_cuda_add_bias_nc_bf16(uint16_t *y, const float *bias, int n, int c, int hw, void *s) {
+    LAUNCH_EW(k_add_bias_nc<__nv_bfloat16>, (int64_t)n * c * hw, s, (__nv_bfloat16 *)y, bias, (int64_t)n * c, hw);
 }
 
 // ---- resampling and layout ----------------------------------------------------------------
 // y[nc, 2h, 2w] from x[nc, h, w]
-__global__ void k_up2_fwd(float *y, const float *x, int64_t nc, int h, int w) {
+template <typename T> // plain copies: T = float, or uint16_t for bf16 bits
+__global__ void k_up2_fwd(T *y, const T *x, int64_t nc, int h, int w) {
     int64_t W2 = 2 * w, HW2 = (int64_t)4 * h * w;
     CD_GRID_LOOP(i, nc * HW2) {
         int64_t p = i / HW2, r = i - p * HW2;
@@ -135,15 +145,19 @@ __global__ void k_up2_bwd(float *dx, const float *dy, int64_t nc, int h, int w) 
     }
 }
 extern "C" void cd_cuda_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w, void *s) {
-    LAUNCH_EW(k_up2_fwd, (int64_t)n * c * 4 * h * w, s, y, x, (int64_t)n * c, h, w);
+    LAUNCH_EW(k_up2_fwd<float>, (int64_t)n * c * 4 * h * w, s, y, x, (int64_t)n * c, h, w);
+}
+extern "C" void cd_cuda_upsample2x_fwd_bf16(uint16_t *y, const uint16_t *x, int n, int c, int h, int w, void *s) {
+    LAUNCH_EW(k_up2_fwd<uint16_t>, (int64_t)n * c * 4 * h * w, s, y, x, (int64_t)n * c, h, w);
 }
 extern "C" void cd_cuda_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w, void *s) {
     LAUNCH_EW(k_up2_bwd, (int64_t)n * c * h * w, s, dx, dy, (int64_t)n * c, h, w);
 }
 
 // Batched transpose: y[b, cols, rows] = x[b, rows, cols], 32x32 tiles through shared memory.
-__global__ void k_transpose(float *y, const float *x, int rows, int cols) {
-    __shared__ float t[32][33];
+template <typename T>
+__global__ void k_transpose(T *y, const T *x, int rows, int cols) {
+    __shared__ T t[32][33];
     int64_t base = (int64_t)blockIdx.z * rows * cols;
     int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
     for (int j = threadIdx.y; j < 32; j += 8) {
@@ -156,14 +170,21 @@ __global__ void k_transpose(float *y, const float *x, int rows, int cols) {
         if (r < rows && c < cols) y[base + (int64_t)c * rows + r] = t[threadIdx.x][j];
     }
 }
-static void transpose(float *y, const float *x, int b, int rows, int cols, void *s) {
+template <typename T>
+static void transpose(T *y, const T *x, int b, int rows, int cols, void *s) {
     if (b <= 0 || rows <= 0 || cols <= 0) return;
     dim3 grid((cols + 31) / 32, (rows + 31) / 32, b), block(32, 8);
-    k_transpose<<<grid, block, 0, cd_stream(s)>>>(y, x, rows, cols);
+    k_transpose<T><<<grid, block, 0, cd_stream(s)>>>(y, x, rows, cols);
     cudaCheckLaunch();
 }
 extern "C" void cd_cuda_nchw_to_nhwc(float *y, const float *x, int n, int c, int hw, void *s) { transpose(y, x, n, c, hw, s); }
 extern "C" void cd_cuda_nhwc_to_nchw(float *y, const float *x, int n, int c, int hw, void *s) { transpose(y, x, n, hw, c, s); }
+extern "C" void cd_cuda_nchw_to_nhwc_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *s) {
+    transpose(y, x, n, c, hw, s);
+}
+extern "C" void cd_cuda_nhwc_to_nchw_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *s) {
+    transpose(y, x, n, hw, c, s);
+}
 
 // y[n, ca+cb, hw] = [a | b] (dir 0); da/db from dy (dir 1, either may be NULL)
 __global__ void k_concat(float *y, float *a, float *b, int64_t n, int64_t sa, int64_t sb, int dir) {
@@ -182,6 +203,19 @@ extern "C" void cd_cuda_concat_c(float *y, const float *a, const float *b, int n
 extern "C" void cd_cuda_split_c(float *da, float *db, const float *dy, int n, int ca, int cb, int hw, void *s) {
     LAUNCH_EW(k_concat, (int64_t)n * (ca + cb) * hw, s, (float *)dy, da, db, (int64_t)n,
               (int64_t)ca * hw, (int64_t)cb * hw, 1);
+}
+
+// y[n, ca+cb, hw] = [a | b] for bf16 bits
+__global__ void k_concat_u16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, int64_t sa, int64_t sb) {
+    int64_t st = sa + sb;
+    CD_GRID_LOOP(i, n * st) {
+        int64_t p = i / st, r = i - p * st;
+        y[i] = r < sa ? a[p * sa + r] : b[p * sb + (r - sa)];
+    }
+}
+extern "C" void cd_cuda_concat_c_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int n, int ca, int cb, int hw,
+                                      void *s) {
+    LAUNCH_EW(k_concat_u16, (int64_t)n * (ca + cb) * hw, s, y, a, b, (int64_t)n, (int64_t)ca * hw, (int64_t)cb * hw);
 }
 
 // ---- embeddings ---------------------------------------------------------------------------------

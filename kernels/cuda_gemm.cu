@@ -40,9 +40,10 @@ extern "C" void cd_cuda_gemm_batched(int transA, int transB, int M, int N, int K
         strideC, batch, f32_compute(), CUBLAS_GEMM_DEFAULT));
 }
 
-// y[n, out] += b[out]
-__global__ void k_add_row_bias(float *y, const float *b, int64_t n, int out) {
-    CD_GRID_LOOP(i, n * out) y[i] += b[i % out];
+// y[n, out] += b[out]  (fp32 or bf16 y)
+template <typename T>
+__global__ void k_add_row_bias(T *y, const float *b, int64_t n, int out) {
+    CD_GRID_LOOP(i, n * out) cd_st(y, i, cd_ld(y, i) + b[i % out]);
 }
 
 // db[c] += sum_r dy[r, c] over r < n. Block (32, 8): 32 columns, 8 row lanes; grid.y
@@ -78,7 +79,7 @@ extern "C" void cd_cuda_linear_fwd(float *y, const float *x, const float *W, con
                                    int n, int in, int out, void *stream) {
     cd_cuda_gemm(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, stream);
     if (b) {
-        k_add_row_bias<<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(y, b, n, out);
+        k_add_row_bias<float><<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(y, b, n, out);
         cudaCheckLaunch();
     }
 }
@@ -95,7 +96,17 @@ extern "C" void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint1
                                         const float *b, int n, int in, int out, void *stream) {
     cd_cuda_gemm_bf16(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, 0, stream);
     if (b) {
-        k_add_row_bias<<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(y, b, n, out);
+        k_add_row_bias<float><<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(y, b, n, out);
+        cudaCheckLaunch();
+    }
+}
+
+extern "C" void cd_cuda_linear_fwd_bf16_out(uint16_t *y, const uint16_t *x, const uint16_t *W, const float *b, int n,
+                                            int in, int out, void *stream) {
+    cd_cuda_gemm_bf16(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, 1, stream);
+    if (b) {
+        k_add_row_bias<__nv_bfloat16><<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(
+            (__nv_bfloat16 *)y, b, n, out);
         cudaCheckLaunch();
     }
 }

@@ -12,8 +12,23 @@ void cd_gemm(int transA, int transB, int M, int N, int K, float alpha,
             for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    // Deterministic whatever the thread count: OpenBLAS runs single-threaded inside fixed
+    // tiles of C (MB x NB) that OpenMP distributes; every element of C is one full-K dot
+    // product computed by the same call for any thread count. (Multithreaded OpenBLAS gave
+    // different bits at 1 and 2 threads, which broke "same seed, same image".)
+    static int once;
+    if (!once) { openblas_set_num_threads(1); once = 1; }
+    enum { MB = 128, NB = 512 };
+    int mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = mt * nt;
+    #pragma omp parallel for schedule(static) if (tiles > 1 && (double)M * N * K > 1e6)
+    for (int t = 0; t < tiles; t++) {
+        int m0 = (t / nt) * MB, n0 = (t % nt) * NB;
+        int mb = M - m0 < MB ? M - m0 : MB, nb = N - n0 < NB ? N - n0 : NB;
+        const float *At = transA ? A + m0 : A + (int64_t)m0 * lda;
+        const float *Bt = transB ? B + (int64_t)n0 * ldb : B + n0;
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    mb, nb, K, alpha, At, lda, Bt, ldb, beta, C + (int64_t)m0 * ldc + n0, ldc);
+    }
 }
 
 static double now_s(void) {

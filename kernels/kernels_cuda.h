@@ -32,7 +32,7 @@ int cd_cuda_memset(void *dst, int byte, size_t bytes, void *stream);
 int cd_cuda_sync(void *stream);        // waits for the stream (NULL: the whole device)
 void *cd_cuda_stream_create(void);     // a non-blocking stream, NULL on failure
 void cd_cuda_stream_destroy(void *stream);
-// Current / peak device memory in use by this process (bytes, from cudaMemGetInfo).
+// Device memory in use (all processes) and total, in bytes (cudaMemGetInfo).
 int cd_cuda_mem_info(size_t *used, size_t *total);
 // TF32 tensor-core math for fp32 GEMMs and convolutions (off by default: exact fp32).
 void cd_cuda_set_tf32(int on);
@@ -72,6 +72,9 @@ void cd_cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const 
 // bf16 Linear: x, W bf16; y fp32 (+ fp32 bias). For frozen bf16 weights.
 void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint16_t *W, const float *b,
                              int n, int in, int out, void *stream);
+// The same with a bf16 y (the GEMM's output rounded to bf16, then + bias rounded again).
+void cd_cuda_linear_fwd_bf16_out(uint16_t *y, const uint16_t *x, const uint16_t *W,
+                                 const float *b, int n, int in, int out, void *stream);
 
 // ---- LayerNorm / GroupNorm (kernels/cuda_norm.cu) ------------------------------------
 void cd_cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *g,
@@ -115,6 +118,14 @@ void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
                            const float *k, const float *v, const float *out, const float *lse,
                            int B, int H, int Nq, int Nk, int D, float scale, int detach_k0,
                            void *stream);
+// Causal twins of kernels/attention_causal.h (query i sees keys j <= i; CLIP's text model).
+void cd_cuda_attention_causal_fwd(float *out, float *lse, const float *q, const float *k,
+                                  const float *v, int B, int H, int N, int D, float scale,
+                                  void *stream);
+void cd_cuda_attention_causal_bwd(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *q, const float *k, const float *v,
+                                  const float *out, const float *lse, int B, int H, int N, int D,
+                                  float scale, void *stream);
 // bf16 q, k, v on tensor cores (kernels/cuda_attention_bf16.cu), fp32 softmax and
 // accumulation; out fp32 (out_bf16 = 0) or bf16; lse fp32 (may be NULL). q, k, v 16-byte aligned.
 void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q,
@@ -151,12 +162,23 @@ void cd_cuda_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, in
 // bias [2c] (the ff.net.0.proj Linear's bias folded into the gate).
 void cd_cuda_bias_geglu_fwd(float *y, const float *x, const float *bias, int64_t n, int c,
                             void *stream);
+// Its backward: dx [n, 2c] w.r.t. the pre-bias x (the bias gradient is the column sum of dx,
+// which the Linear's backward forms).
+void cd_cuda_bias_geglu_bwd(float *dx, const float *dy, const float *x, const float *bias,
+                            int64_t n, int c, void *stream);
 void cd_cuda_add(float *y, const float *a, const float *b, int64_t n, void *stream);
 // bf16 storage variants (fp32 math): the sampler's forward path.
 void cd_cuda_silu_fwd_bf16(uint16_t *y, const uint16_t *x, int64_t n, void *stream);
 void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, const float *bias, int64_t n,
                                  int c, void *stream);
 void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, void *stream);
+void cd_cuda_add_bias_nc_bf16(uint16_t *y, const float *bias, int n, int c, int hw, void *stream);
+void cd_cuda_upsample2x_fwd_bf16(uint16_t *y, const uint16_t *x, int n, int c, int h, int w,
+                                 void *stream);
+void cd_cuda_nchw_to_nhwc_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *stream);
+void cd_cuda_nhwc_to_nchw_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *stream);
+void cd_cuda_concat_c_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int n, int ca,
+                           int cb, int hw, void *stream);
 void cd_cuda_acc(float *y, const float *x, int64_t n, void *stream);
 void cd_cuda_scale(float *y, float s, int64_t n, void *stream);
 void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *stream);

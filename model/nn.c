@@ -17,11 +17,16 @@ void nn_bind(nn_binder *b, float **out, int ndim, const int64_t *shape, const ch
     va_end(ap);
     *out = NULL;
     cd_weight *w = cd_weights_find(b->ws, name);
-    if (!w && b->rng) {   // tiny-model creation: N(0, 1/fan_in) weights, small biases, norms ~1
+    if (!w && b->rng) {   // tiny-model creation: unit-variance/sqrt(fan_in) weights, small biases, norms ~1
         int64_t numel = 1;
         for (int i = 0; i < ndim; i++) numel *= shape[i];
         float *d = cd_malloc(numel * sizeof(float));
-        cd_rng_normal(b->rng, d, numel);
+        // uniform with unit variance from a per-tensor xorshift stream (fast for 860M params)
+        uint64_t st = ((uint64_t)cd_rng_u32(b->rng) << 32 | cd_rng_u32(b->rng)) | 1;
+        for (int64_t i = 0; i < numel; i++) {
+            st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+            d[i] = ((float)(st >> 40) * (1.f / 16777216.f) * 2.f - 1.f) * 1.7320508f;
+        }
         int is_bias = strstr(name, ".bias") != NULL, norm = !is_bias && ndim == 1;
         float sc = ndim >= 2 ? 1.f / sqrtf((float)(numel / shape[0])) : 0.1f;
         for (int64_t i = 0; i < numel; i++) d[i] = (norm ? 1.f : 0.f) + sc * d[i];

@@ -46,7 +46,7 @@ typedef struct {
     int64_t adam_step;        // optimizer steps done
 } cd_trainer;
 
-// Load-independent set-up on a loaded pipeline. modifiers "<new1>+<new2>" (NULL or "" =
+// Set up training on a loaded pipeline. modifiers "<new1>+<new2>" (NULL or "" =
 // none), initializers "ktn+pll" (one raw vocabulary piece per modifier). Errors: a
 // modifier already in the vocabulary, fewer initializers than modifiers, an initializer that
 // is not one vocabulary piece.

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "model/nn.h"
 #include "kernels/kernels.h"
+#include "kernels/attention_gemm.h"
 #include "core/err.h"
 
 // ---- Attention -------------------------------------------------------------------------
@@ -30,7 +31,7 @@ void nn_attn_fwd(nn_attn *a, float *y, const float *x, const float *ctx, int B, 
     nn_lin_fwd(&a->q, Q, x, B * N);
     nn_lin_fwd(&a->k, K, ctx, B * M);
     nn_lin_fwd(&a->v, V, ctx, B * M);
-    cd_attention_fwd(O, lse, Q, K, V, B, a->heads, N, M, a->dim, 1.f / sqrtf((float)a->dim));
+    cd_attention_gemm_fwd(O, lse, Q, K, V, B, a->heads, N, M, a->dim, 1.f / sqrtf((float)a->dim));
     nn_lin_fwd(&a->o, y, O, B * N);
     if (ar) {
         a->xin = x; a->ctx = ctx; a->Q = Q; a->K = K; a->V = V; a->O = O; a->lse = lse;
@@ -57,7 +58,7 @@ void nn_attn_bwd(nn_attn *a, float *dx, float *dctx, const float *dy, int detach
     if (a->gob)
         for (int64_t i = 0; i < (int64_t)B * N; i++)
             for (int j = 0; j < C; j++) a->gob[j] += dy[i * C + j];
-    cd_attention_bwd(dQ, dK, dV, dO, a->Q, a->K, a->V, a->O, a->lse, B, a->heads, N, M, a->dim,
+    cd_attention_gemm_bwd(dQ, dK, dV, dO, a->Q, a->K, a->V, a->O, a->lse, B, a->heads, N, M, a->dim,
                      1.f / sqrtf((float)a->dim), detach_k0);
     nn_lin_bwd_x(&a->q, dx, dQ, B * N, 0);
     if (a->gq) wgrad(a->gq, dQ, a->xin, B * N, C, C);

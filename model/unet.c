@@ -80,6 +80,8 @@ static int bind_all(cd_unet *u, cd_rng *rng) {
         prev = outc;
     }
     u->nskip = K + 1;
+    free(u->skips);
+    u->skips = cd_calloc(u->nskip, sizeof *u->skips);
     nn_gn_bind(&bd, &u->norm_out, "conv_norm_out", c0, G, c->eps);
     nn_conv_bind(&bd, &u->conv_out, "conv_out", c0, c->out_channels, 3, 1, 1, 1);
     return nn_bind_done(&bd, "unet");
@@ -109,6 +111,8 @@ void cd_unet_free(cd_unet *u) {
     if (!u) return;
     free_blocks(u);
     nn_arena_free(&u->ar);
+    nn_arena_free(&u->ar2);
+    free(u->skips);
     for (int i = 0; i < u->nparams; i++) free(u->params[i].g);
     free(u->params);
     free(u);
@@ -145,95 +149,141 @@ static void time_embed(cd_unet *u, float *emb_act, const float *t, int B, actcb 
 
 static int64_t sz(int B, int C, int H, int W) { return (int64_t)B * C * H * W; }
 
-// The whole forward. ar == NULL: inference (temporaries freed as they go).
+// Block forwards. keep: where block outputs and skips go (NULL: heap, freed by the
+// consumer); save: where layers keep what backward needs (NULL: nothing kept).
+static float *down_fwd(cd_unet *u, int i, float *h, const float *emb, const float *ctx, int B,
+                       int *H, int *W, int M, nn_arena *keep, nn_arena *save, float **skip, int *ns) {
+    ublock *b = &u->down[i];
+    b->H = *H; b->W = *W;
+    for (int l = 0; l < b->nl; l++) {
+        // a resnet output that feeds a transformer is needed only by backward: `save`
+        float *y = nn_alloc(b->attn ? save : keep, sz(B, b->cout, *H, *W));
+        nn_resnet_fwd(&b->res[l], y, h, emb, B, *H, *W, save);
+        if (b->attn) {
+            float *z = nn_alloc(keep, sz(B, b->cout, *H, *W));
+            nn_transformer_fwd(&b->att[l], z, y, ctx, B, *H, *W, M, save);
+            nn_free(save, y);
+            y = z;
+        }
+        skip[(*ns)++] = h = y;
+    }
+    if (b->sampler) {
+        float *y = nn_alloc(keep, sz(B, b->cout, *H / 2, *W / 2));
+        nn_conv_fwd(&b->samp, y, h, B, *H, *W);
+        *H /= 2; *W /= 2;
+        skip[(*ns)++] = h = y;
+    }
+    return h;
+}
+
+static float *mid_fwd(cd_unet *u, float *h, const float *emb, const float *ctx, int B, int H,
+                      int W, int M, nn_arena *keep, nn_arena *save) {
+    int cm = u->cfg.block_out[u->cfg.nblocks - 1];
+    float *y = nn_alloc(save, sz(B, cm, H, W)), *z = nn_alloc(save, sz(B, cm, H, W));
+    nn_resnet_fwd(&u->mid_r[0], y, h, emb, B, H, W, save);
+    nn_transformer_fwd(&u->mid_a, z, y, ctx, B, H, W, M, save);
+    nn_free(save, y);
+    float *o = nn_alloc(keep, sz(B, cm, H, W));
+    nn_resnet_fwd(&u->mid_r[1], o, z, emb, B, H, W, save);
+    nn_free(save, z);
+    return o;
+}
+
+// h: input with ch channels (freed when keep == NULL); pops skips from skip[*ns - 1] down.
+static float *up_fwd(cd_unet *u, int i, float *h, int ch, const float *emb, const float *ctx,
+                     int B, int *H, int *W, int M, nn_arena *keep, nn_arena *save, float **skip, int *ns) {
+    ublock *b = &u->up[i];
+    b->H = *H; b->W = *W;
+    for (int l = 0; l < b->nl; l++) {
+        float *s = skip[--(*ns)];
+        int cin = ch + b->skipc[l];
+        float *cat = nn_alloc(save, sz(B, cin, *H, *W));
+        cd_concat_c(cat, h, s, B, ch, b->skipc[l], *H * *W);
+        nn_free(keep, h);
+        nn_free(keep, s);
+        h = nn_alloc(b->attn ? save : keep, sz(B, b->cout, *H, *W));
+        nn_resnet_fwd(&b->res[l], h, cat, emb, B, *H, *W, save);
+        nn_free(save, cat);
+        ch = b->cout;
+        if (b->attn) {
+            float *z2 = nn_alloc(keep, sz(B, ch, *H, *W));
+            nn_transformer_fwd(&b->att[l], z2, h, ctx, B, *H, *W, M, save);
+            nn_free(save, h);
+            h = z2;
+        }
+    }
+    if (b->sampler) {
+        float *up = cd_malloc(sz(B, ch, 2 * *H, 2 * *W) * sizeof(float));
+        cd_upsample2x_fwd(up, h, B, ch, *H, *W);
+        nn_free(keep, h);
+        *H *= 2; *W *= 2;
+        h = nn_alloc(keep, sz(B, ch, *H, *W));
+        nn_conv_fwd(&b->samp, h, up, B, *H, *W);
+        free(up);
+    }
+    return h;
+}
+
+// The whole forward. keep/save as above: inference (NULL, NULL), training (ar, ar),
+// training with checkpointing (ar, NULL): block inputs and skips are kept in u for
+// cd_unet_recompute.
 static void forward(cd_unet *u, float *out, const float *x, const float *t, const float *ctx,
-                    int B, int H, int W, int M, nn_arena *ar, actcb *a) {
+                    int B, int H, int W, int M, nn_arena *keep, nn_arena *save, actcb *a) {
     const cd_unet_config *c = &u->cfg;
-    int n = c->nblocks, c0 = c->block_out[0];
-    float *emb = cd_malloc((size_t)B * c->time_embed_dim * sizeof(float));
+    int n = c->nblocks, c0 = c->block_out[0], ns = 0, ch;
+    float *emb = keep ? nn_alloc(keep, (int64_t)B * c->time_embed_dim) : cd_malloc((size_t)B * c->time_embed_dim * sizeof(float));
     time_embed(u, emb, t, B, a);
-    float **skip = cd_calloc(u->nskip, sizeof *skip);
-    int ns = 0;
-    float *h = nn_alloc(ar, sz(B, c0, H, W));
+    float **skip = keep ? u->skips : cd_calloc(u->nskip, sizeof *skip);
+    float *h = nn_alloc(keep, sz(B, c0, H, W));
     nn_conv_fwd(&u->conv_in, h, x, B, H, W);
     emit(a, "conv_in", h, B, c0, H, W);
     skip[ns++] = h;
     char name[64];
     for (int i = 0; i < n; i++) {
-        ublock *b = &u->down[i];
-        b->H = H; b->W = W;
-        for (int l = 0; l < b->nl; l++) {
-            float *y = nn_alloc(ar, sz(B, b->cout, H, W));
-            nn_resnet_fwd(&b->res[l], y, h, emb, B, H, W, ar);
-            if (b->attn) {
-                float *z = nn_alloc(ar, sz(B, b->cout, H, W));
-                nn_transformer_fwd(&b->att[l], z, y, ctx, B, H, W, M, ar);
-                nn_free(ar, y);
-                y = z;
-            }
-            skip[ns++] = h = y;
-        }
-        if (b->sampler) {
-            float *y = nn_alloc(ar, sz(B, b->cout, H / 2, W / 2));
-            nn_conv_fwd(&b->samp, y, h, B, H, W);
-            H /= 2; W /= 2;
-            skip[ns++] = h = y;
-        }
+        u->down_in[i] = h;
+        h = down_fwd(u, i, h, emb, ctx, B, &H, &W, M, keep, save, skip, &ns);
         snprintf(name, sizeof name, "down_blocks.%d", i);
-        emit(a, name, h, B, b->cout, H, W);
+        emit(a, name, h, B, u->down[i].cout, H, W);
     }
-    int cm = c->block_out[n - 1];
-    float *y = nn_alloc(ar, sz(B, cm, H, W)), *z = nn_alloc(ar, sz(B, cm, H, W));
-    nn_resnet_fwd(&u->mid_r[0], y, h, emb, B, H, W, ar);
-    nn_transformer_fwd(&u->mid_a, z, y, ctx, B, H, W, M, ar);
-    nn_free(ar, y);
-    h = nn_alloc(ar, sz(B, cm, H, W));
-    nn_resnet_fwd(&u->mid_r[1], h, z, emb, B, H, W, ar);
-    nn_free(ar, z);
-    emit(a, "mid_block", h, B, cm, H, W);
-    int ch = cm;
+    u->mid_in = h;
+    h = mid_fwd(u, h, emb, ctx, B, H, W, M, keep, save);
+    emit(a, "mid_block", h, B, c->block_out[n - 1], H, W);
+    ch = c->block_out[n - 1];
     for (int i = 0; i < n; i++) {
-        ublock *b = &u->up[i];
-        b->H = H; b->W = W;
-        for (int l = 0; l < b->nl; l++) {
-            float *s = skip[--ns];
-            int cin = ch + b->skipc[l];
-            float *cat = nn_alloc(ar, sz(B, cin, H, W));
-            cd_concat_c(cat, h, s, B, ch, b->skipc[l], H * W);
-            nn_free(ar, h);
-            nn_free(ar, s);
-            h = nn_alloc(ar, sz(B, b->cout, H, W));
-            nn_resnet_fwd(&b->res[l], h, cat, emb, B, H, W, ar);
-            nn_free(ar, cat);
-            ch = b->cout;
-            if (b->attn) {
-                float *z2 = nn_alloc(ar, sz(B, ch, H, W));
-                nn_transformer_fwd(&b->att[l], z2, h, ctx, B, H, W, M, ar);
-                nn_free(ar, h);
-                h = z2;
-            }
-        }
-        if (b->sampler) {
-            float *up = cd_malloc(sz(B, ch, 2 * H, 2 * W) * sizeof(float));
-            cd_upsample2x_fwd(up, h, B, ch, H, W);
-            nn_free(ar, h);
-            H *= 2; W *= 2;
-            h = nn_alloc(ar, sz(B, ch, H, W));
-            nn_conv_fwd(&b->samp, h, up, B, H, W);
-            free(up);
-        }
+        u->up_in[i] = h;
+        h = up_fwd(u, i, h, ch, emb, ctx, B, &H, &W, M, keep, save, skip, &ns);
+        ch = u->up[i].cout;
         snprintf(name, sizeof name, "up_blocks.%d", i);
         emit(a, name, h, B, ch, H, W);
     }
-    float *om = nn_alloc(ar, B * c->groups), *orr = nn_alloc(ar, B * c->groups);
+    float *om = nn_alloc(keep, B * c->groups), *orr = nn_alloc(keep, B * c->groups);
     float *g = cd_malloc(sz(B, c0, H, W) * sizeof(float));
     cd_groupnorm_fwd(g, om, orr, h, u->norm_out.g, u->norm_out.b, B, c0, H * W, c->groups, c->eps, 1);
     nn_conv_fwd(&u->conv_out, out, g, B, H, W);
     free(g);
-    if (ar) { u->hlast = h; u->om = om; u->orr = orr; }
-    else { free(h); free(om); free(orr); }
-    free(skip);
-    free(emb);
+    if (keep) { u->hlast = h; u->om = om; u->orr = orr; u->emb = emb; u->ctx = ctx; }
+    else { free(h); free(om); free(orr); free(emb); free(skip); }
+}
+
+// Checkpointing: re-run one top-level block with its layers saving into u->ar2.
+// kind 0: down block i, 1: mid block, 2: up block i.
+void cd_unet_recompute(cd_unet *u, int kind, int i) {
+    if (!u->ckpt) return;
+    nn_arena_reset(&u->ar2);
+    int B = u->B, M = u->M, ns;
+    if (kind == 0) {
+        int H = u->down[i].H, W = u->down[i].W;
+        float *tmp[2 * MAXL];
+        ns = 0;
+        down_fwd(u, i, u->down_in[i], u->emb, u->ctx, B, &H, &W, M, &u->ar2, &u->ar2, tmp, &ns);
+    } else if (kind == 1) {
+        mid_fwd(u, u->mid_in, u->emb, u->ctx, B, u->up[0].H, u->up[0].W, M, &u->ar2, &u->ar2);
+    } else {
+        ublock *b = &u->up[i];
+        int H = b->H, W = b->W, ch = i ? u->up[i - 1].cout : u->cfg.block_out[u->cfg.nblocks - 1];
+        ns = b->skipi[0] + 1;
+        up_fwd(u, i, u->up_in[i], ch, u->emb, u->ctx, B, &H, &W, M, &u->ar2, &u->ar2, u->skips, &ns);
+    }
 }
 
 static int check_shape(const cd_unet *u, int B, int H, int W, int M) {
@@ -247,7 +297,7 @@ int cd_unet_forward(cd_unet *u, float *out, const float *x, const float *t, cons
                     int B, int H, int W, int Nctx, cd_unet_act_fn acts, void *act_ctx) {
     CD_TRY(check_shape(u, B, H, W, Nctx));
     actcb a = {acts, act_ctx};
-    forward(u, out, x, t, ctx, B, H, W, Nctx, NULL, &a);
+    forward(u, out, x, t, ctx, B, H, W, Nctx, NULL, NULL, &a);
     return 0;
 }
 
@@ -331,7 +381,7 @@ void cd_unet_zero_grad(cd_unet *u) {
     for (int i = 0; i < u->nparams; i++) memset(u->params[i].g, 0, u->params[i].numel * sizeof(float));
 }
 
-int64_t cd_unet_arena_bytes(const cd_unet *u) { return (int64_t)nn_arena_bytes(&u->ar); }
+int64_t cd_unet_arena_bytes(const cd_unet *u) { return (int64_t)(nn_arena_bytes(&u->ar) + nn_arena_bytes(&u->ar2)); }
 
 int cd_unet_forward_train(cd_unet *u, float *out, const float *x, const float *t,
                           const float *ctx, int B, int H, int W, int Nctx) {
@@ -341,7 +391,8 @@ int cd_unet_forward_train(cd_unet *u, float *out, const float *x, const float *t
     // the context must outlive backward: keep a copy in the arena
     float *cx = nn_arena_alloc(&u->ar, (int64_t)B * Nctx * u->cfg.cross_dim);
     memcpy(cx, ctx, (size_t)B * Nctx * u->cfg.cross_dim * sizeof(float));
-    forward(u, out, x, t, cx, B, H, W, Nctx, &u->ar, &a);
+    u->B = B; u->H = H; u->W = W; u->M = Nctx;
+    forward(u, out, x, t, cx, B, H, W, Nctx, &u->ar, u->ckpt ? NULL : &u->ar, &a);
     u->B = B; u->H = H; u->W = W; u->M = Nctx;
     u->trained = 1;
     return 0;

@@ -16,6 +16,7 @@ static float *up_bwd(cd_unet *u, float *dh, float **dskip, float *dctx) {
     for (int i = n - 1; i >= 0; i--) {
         ublock *b = &u->up[i];
         int H = b->H, W = b->W, hw = H * W;
+        cd_unet_recompute(u, 2, i);
         if (b->sampler) {
             float *dup = fa((int64_t)B * ch * 4 * hw), *d = fa((int64_t)B * ch * hw);
             nn_conv_bwd_x(&b->samp, dup, dh, B, 2 * H, 2 * W);
@@ -64,6 +65,7 @@ int cd_unet_backward(cd_unet *u, float *dctx, const float *dout) {
     int cm = c->block_out[n - 1], Hm = u->up[0].H, Wm = u->up[0].W;
     int64_t nm = (int64_t)B * cm * Hm * Wm;
     float *d = fa(nm);
+    cd_unet_recompute(u, 1, 0);
     nn_resnet_bwd(&u->mid_r[1], d, dh);
     nn_transformer_bwd(&u->mid_a, dh, dctx, d);
     int any_down_attn = 0;
@@ -78,6 +80,7 @@ int cd_unet_backward(cd_unet *u, float *dctx, const float *dout) {
     // down path, last module first; stop once no attention lies before the current one
     for (int i = n - 1; i >= 0 && any_down_attn; i--) {
         ublock *b = &u->down[i];
+        cd_unet_recompute(u, 0, i);
         int before = 0;
         for (int j = 0; j < i; j++) before |= u->down[j].attn;
         int64_t nb = (int64_t)B * b->cout * b->H * b->W;

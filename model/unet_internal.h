@@ -34,6 +34,15 @@ struct cd_unet {
     int B, H, W, M;
     float *hlast, *om, *orr; // input of norm_out and its stats
     int nskip;
+    float **skips;                       // [nskip] skip tensors of the stored forward
+    float *down_in[CD_UNET_MAX_BLOCKS], *up_in[CD_UNET_MAX_BLOCKS], *mid_in;   // block inputs
+    float *emb;                          // silu(time embedding) [B, te]
+    const float *ctx;                    // context copy [B, M, cross]
+    nn_arena ar2;                        // checkpointing: one block's saved activations
 };
+
+// Checkpointing: re-run one top-level block (kind 0 down i, 1 mid, 2 up i) so that its
+// layers hold their saved activations again; no-op without checkpointing.
+void cd_unet_recompute(cd_unet *u, int kind, int i);
 
 #endif

@@ -6,13 +6,17 @@
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 export BUILD
+# Idle OpenMP/OpenBLAS threads must not spin: tests share two cores with each other.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mode=${1:-cpu}
 pass=0; fail=0; skip=0
 log=$BUILD/test-log.txt
 : > "$log"
 run_one() {
   name=$1; shift
+  t0=$(date +%s)
   out=$("$@" 2>&1); rc=$?
+  dt=$(( $(date +%s) - t0 ))
   printf '%s\n' "$out" >> "$log"
   p=$(printf '%s\n' "$out" | grep -c '^PASS ')
   f=$(printf '%s\n' "$out" | grep -c '^FAIL ')
@@ -21,7 +25,7 @@ run_one() {
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
     f=1; echo "  $name: FAIL exited with status $rc without a FAIL line:"; printf '%s\n' "$out" | tail -5 | sed 's/^/    /'
   fi
-  printf '%-32s %3d passed %3d failed %3d skipped\n' "$name" "$p" "$f" "$s"
+  printf '%-32s %3d passed %3d failed %3d skipped %4ds\n' "$name" "$p" "$f" "$s" "$dt"
   pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
 }
 for t in "$BUILD"/tests/test_*; do

@@ -93,6 +93,7 @@ TEST(fingerprint_mismatch_is_a_clear_error) {
     int64_t s2[2] = {6, 4}; float z[24] = {0};
     cd_weights_put(&small, KN, 2, s2, z); cd_weights_put(&small, VN, 2, s2, z);
     CHECK_ERR(cd_delta_check_base(&d, &small), "another base model");
+    CHECK_ERR(cd_delta_apply(ds, 1, &small, NULL, NULL, 0), "another base model");   // even unchecked
     cd_delta_free(&d); cd_weights_free(&base); cd_weights_free(&other); cd_weights_free(&small);
 }
 

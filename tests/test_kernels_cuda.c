@@ -6,6 +6,7 @@
 // Without a GPU (or built with CUDA=0) every test prints SKIP. Runs under `make test-cuda`.
 #include "tests/testlib.h"
 #include "kernels/kernels.h"
+#include "kernels/attention_causal.h"
 #include "kernels/kernels_cuda.h"
 #include "core/half.h"
 #include <math.h>
@@ -25,7 +26,6 @@
 #define GUARD_BYTE 0x5A
 #define MAXBUF 64
 static void *g_bufs[MAXBUF];
-static size_t g_sizes[MAXBUF];
 static int g_nbuf;
 static uint32_t g_seed;
 
@@ -36,7 +36,7 @@ static void *dbuf(const void *h, size_t bytes) {
     if (h) cd_cuda_memcpy_h2d(d, h, bytes, NULL);
     else cd_cuda_memset(d, 0xFF, bytes, NULL); // 0xFFFFFFFF is a NaN in fp32 and bf16
     cd_cuda_memset(d + bytes, GUARD_BYTE, GUARD_BYTES, NULL);
-    if (g_nbuf < MAXBUF) { g_bufs[g_nbuf] = d; g_sizes[g_nbuf++] = bytes; }
+    if (g_nbuf < MAXBUF) g_bufs[g_nbuf++] = d; // else leaked until exit (tests stay below)
     return d;
 }
 static float *din(const float *h, int64_t n) { return dbuf(h, sizeof(float) * n); }
@@ -60,9 +60,6 @@ static float *hcopy(const float *x, int64_t n) {
 
 // Copies a device buffer back (bytes), checks its guard bytes and CUDA's error state.
 static int fetch(const char *what, void *host, const void *dev, size_t bytes) {
-    size_t idx = 0;
-    for (int i = 0; i < g_nbuf; i++)
-        if (g_bufs[i] == dev) idx = (size_t)i + 1;
     char *tmp = cd_malloc(bytes + GUARD_BYTES);
     int ok = cd_cuda_sync(NULL) == 0 && cd_cuda_memcpy_d2h(tmp, dev, bytes + GUARD_BYTES, NULL) == 0;
     if (!ok) { tl_fail(__FILE__, __LINE__, "%s: CUDA error: %s", what, cd_errmsg()); free(tmp); return -1; }
@@ -72,7 +69,6 @@ static int fetch(const char *what, void *host, const void *dev, size_t bytes) {
             ok = 0;
             break;
         }
-    (void)idx;
     memcpy(host, tmp, bytes);
     free(tmp);
     if (cd_cuda_status() != 0) { tl_fail(__FILE__, __LINE__, "%s: op reported: %s", what, cd_errmsg()); ok = 0; }
@@ -96,7 +92,8 @@ static void gemm_case(int ta, int tb, int M, int N, int K, int pad, float alpha,
     int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     int64_t na = (int64_t)(ta ? K : M) * lda, nb = (int64_t)(tb ? N : K) * ldb, nc = (int64_t)M * ldc;
     float *A = hrand(na, 1), *B = hrand(nb, 1), *C = hrand(nc, 1), *Cr = hcopy(C, nc);
-    float *dA = din(A, na), *dB = din(B, nb), *dC = din(C, nc);
+    // beta = 0 must not read C: poison it (when no padding columns have to stay intact)
+    float *dA = din(A, na), *dB = din(B, nb), *dC = (beta == 0.f && pad == 0) ? dout_(nc) : din(C, nc);
     cd_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cr, ldc);
     cd_cuda_set_tf32(tf32);
     cd_cuda_gemm(ta, tb, M, N, K, alpha, dA, lda, dB, ldb, beta, dC, ldc, NULL);
@@ -287,22 +284,34 @@ TEST(cuda_conv_bf16) {
 }
 
 // ---- attention -------------------------------------------------------------------------------
-static void attention_case(int B, int H, int Nq, int Nk, int D, int detach) {
+// causal = 1: the CLIP text variant (Nq == Nk, key j <= query i).
+static void attention_case_c(int B, int H, int Nq, int Nk, int D, int detach, int causal) {
     int HD = H * D;
     int64_t nq = (int64_t)B * Nq * HD, nk = (int64_t)B * Nk * HD, nl = (int64_t)B * H * Nq;
     float scale = 1.f / sqrtf((float)D);
     float *q = hrand(nq, 2), *k = hrand(nk, 2), *v = hrand(nk, 1), *dout = hrand(nq, 1);
     float *out = cd_malloc(4 * nq), *lse = cd_malloc(4 * nl), *dq = cd_malloc(4 * nq), *dk = cd_malloc(4 * nk),
           *dv = cd_malloc(4 * nk);
-    cd_attention_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale);
-    cd_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach);
+    if (causal) {
+        cd_attention_causal_fwd(out, lse, q, k, v, B, H, Nq, D, scale);
+        cd_attention_causal_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, D, scale);
+    } else {
+        cd_attention_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale);
+        cd_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach);
+    }
     float *gq = din(q, nq), *gk = din(k, nk), *gv = din(v, nk), *gdo = din(dout, nq);
     float *go = dout_(nq), *gl = dout_(nl), *gdq = dout_(nq), *gdk = dout_(nk), *gdv = dout_(nk);
     float *co = din(out, nq), *cl = din(lse, nl); // backward on the CPU's forward
-    cd_cuda_attention_fwd(go, gl, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
-    cd_cuda_attention_bwd(gdq, gdk, gdv, gdo, gq, gk, gv, co, cl, B, H, Nq, Nk, D, scale, detach, NULL);
+    if (causal) {
+        cd_cuda_attention_causal_fwd(go, gl, gq, gk, gv, B, H, Nq, D, scale, NULL);
+        cd_cuda_attention_causal_bwd(gdq, gdk, gdv, gdo, gq, gk, gv, co, cl, B, H, Nq, D, scale, NULL);
+    } else {
+        cd_cuda_attention_fwd(go, gl, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
+        cd_cuda_attention_bwd(gdq, gdk, gdv, gdo, gq, gk, gv, co, cl, B, H, Nq, Nk, D, scale, detach, NULL);
+    }
     char nm[96], tag[64];
-    snprintf(tag, sizeof tag, "attn B%d H%d %dx%d D%d%s", B, H, Nq, Nk, D, detach ? " det" : "");
+    snprintf(tag, sizeof tag, "attn%s B%d H%d %dx%d D%d%s", causal ? " causal" : "", B, H, Nq, Nk, D,
+             detach ? " det" : "");
     snprintf(nm, sizeof nm, "%s out", tag); cmp(nm, go, out, nq, TOL32);
     snprintf(nm, sizeof nm, "%s lse", tag); cmp(nm, gl, lse, nl, TOL32);
     snprintf(nm, sizeof nm, "%s dq", tag); cmp(nm, gdq, dq, nq, TOL32);
@@ -310,6 +319,9 @@ static void attention_case(int B, int H, int Nq, int Nk, int D, int detach) {
     snprintf(nm, sizeof nm, "%s dv", tag); cmp(nm, gdv, dv, nk, TOL32);
     free(q); free(k); free(v); free(dout); free(out); free(lse); free(dq); free(dk); free(dv);
     free_all();
+}
+static void attention_case(int B, int H, int Nq, int Nk, int D, int detach) {
+    attention_case_c(B, H, Nq, Nk, D, detach, 0);
 }
 
 TEST(cuda_attention_self) {
@@ -389,6 +401,8 @@ TEST(cuda_attention_small) {
     attention_case(1, 1, 130, 77, 80, 1);
     attention_case(1, 2, 65, 33, 160, 0);
     attention_case(1, 1, 1, 1, 40, 0);
+    attention_case_c(2, 12, 77, 77, 64, 0, 1);  // CLIP-L text, causal
+    attention_case_c(1, 2, 130, 130, 40, 0, 1); // causal across several tiles
 }
 
 // The fused kernels against the unfused cuBLAS version at the full SD shape (GPU only).
@@ -462,15 +476,19 @@ TEST(cuda_geglu) {
     for (int64_t r = 0; r < n; r++)
         for (int j = 0; j < 2 * c; j++) xb[r * 2 * c + j] += bias[j];
     cd_geglu_fwd(yb, xb, n, c);
+    float *dxb = cd_malloc(8 * n * c);
+    cd_geglu_bwd(dxb, dy, xb, n, c);
     float *gx = din(x, n * 2 * c), *gdy = din(dy, n * c), *gb = din(bias, 2 * c);
-    float *gy = dout_(n * c), *gdx = dout_(n * 2 * c), *gyb = dout_(n * c);
+    float *gy = dout_(n * c), *gdx = dout_(n * 2 * c), *gyb = dout_(n * c), *gdxb = dout_(n * 2 * c);
     cd_cuda_geglu_fwd(gy, gx, n, c, NULL);
     cd_cuda_geglu_bwd(gdx, gdy, gx, n, c, NULL);
     cd_cuda_bias_geglu_fwd(gyb, gx, gb, n, c, NULL);
+    cd_cuda_bias_geglu_bwd(gdxb, gdy, gx, gb, n, c, NULL);
     cmp("geglu fwd 8192x1280", gy, y, n * c, TOL32);
     cmp("geglu bwd 8192x1280", gdx, dx, n * 2 * c, TOL32);
     cmp("bias+geglu fwd 8192x1280", gyb, yb, n * c, TOL32);
-    free(x); free(dy); free(bias); free(y); free(dx); free(xb); free(yb);
+    cmp("bias+geglu bwd 8192x1280", gdxb, dxb, n * 2 * c, TOL32);
+    free(x); free(dy); free(bias); free(y); free(dx); free(xb); free(yb); free(dxb);
     free_all();
 }
 
@@ -627,6 +645,48 @@ TEST(cuda_bf16_forward) {
     cd_cuda_bias_geglu_fwd_bf16(gey, gex, din(eb, 2 * gc), rows, gc, NULL);
     cmp("bias+geglu bf16 8192x1280", widen(gey, (int64_t)rows * gc), ey, (int64_t)rows * gc, TOLBF);
     free(lx); free(lg); free(lb); free(ly); free(lxb); free(ex); free(eb); free(ey); free(exb);
+    free_all();
+    // layout moves (exact), bias adds and a Linear with bf16 output
+    int bn = 2, bc = 640, bh = 16, bhw = bh * bh, ca = 320;
+    int64_t nx = (int64_t)bn * bc * bhw, ncat = (int64_t)bn * (bc + ca) * bhw;
+    float *ux = hrand(nx, 1), *ua_ = hrand((int64_t)bn * ca * bhw, 1), *bias = hrand(bn * bc, 1);
+    uint16_t *uxb = round_bf16(ux, nx), *uab = round_bf16(ua_, (int64_t)bn * ca * bhw);
+    float *up = cd_malloc(16 * nx), *tr = cd_malloc(4 * nx), *tb = cd_malloc(4 * nx), *cat = cd_malloc(4 * ncat);
+    float *bi = hcopy(ux, nx);
+    cd_upsample2x_fwd(up, ux, bn, bc, bh, bh);
+    cd_nchw_to_nhwc(tr, ux, bn, bc, bhw);
+    cd_nhwc_to_nchw(tb, ux, bn, bc, bhw);
+    cd_concat_c(cat, ux, ua_, bn, bc, ca, bhw);
+    cd_add_bias_nc(bi, bias, bn, bc, bhw);
+    uint16_t *lgx = dbf(uxb, nx), *lga = dbf(uab, (int64_t)bn * ca * bhw);
+    uint16_t *gup = dbuf(NULL, 8 * nx), *gtr = dbuf(NULL, 2 * nx), *gtb = dbuf(NULL, 2 * nx), *gcat = dbuf(NULL, 2 * ncat);
+    uint16_t *gbi = dbf(uxb, nx);
+    cd_cuda_upsample2x_fwd_bf16(gup, lgx, bn, bc, bh, bh, NULL);
+    cd_cuda_nchw_to_nhwc_bf16(gtr, lgx, bn, bc, bhw, NULL);
+    cd_cuda_nhwc_to_nchw_bf16(gtb, lgx, bn, bc, bhw, NULL);
+    cd_cuda_concat_c_bf16(gcat, lgx, lga, bn, bc, ca, bhw, NULL);
+    cd_cuda_add_bias_nc_bf16(gbi, din(bias, bn * bc), bn, bc, bhw, NULL);
+    cmp("upsample2x bf16 (exact)", widen(gup, 4 * nx), up, 4 * nx, 0);
+    cmp("nchw_to_nhwc bf16 (exact)", widen(gtr, nx), tr, nx, 0);
+    cmp("nhwc_to_nchw bf16 (exact)", widen(gtb, nx), tb, nx, 0);
+    cmp("concat_c bf16 (exact)", widen(gcat, ncat), cat, ncat, 0);
+    cmp("add_bias_nc bf16", widen(gbi, nx), bi, nx, TOLBF);
+    free(ux); free(ua_); free(bias); free(uxb); free(uab); free(up); free(tr); free(tb); free(cat); free(bi);
+    free_all();
+    int ln = 4096, lin = 320, lout = 1280;
+    float *wx = hrand((int64_t)ln * lin, 1), *wW = hrand((int64_t)lout * lin, 0.1f), *wb = hrand(lout, 1);
+    float *wy = cd_malloc(4 * (int64_t)ln * lout);
+    uint16_t *wxb = round_bf16(wx, (int64_t)ln * lin), *wWb = round_bf16(wW, (int64_t)lout * lin);
+    cd_linear_fwd(wy, wx, wW, wb, ln, lin, lout);
+    uint16_t *gwy = dbuf(NULL, 2 * (size_t)ln * lout);
+    float *gwyf = dout_((int64_t)ln * lout);
+    cd_cuda_linear_fwd_bf16_out(gwy, dbf(wxb, (int64_t)ln * lin), dbf(wWb, (int64_t)lout * lin), din(wb, lout), ln, lin,
+                                lout, NULL);
+    cd_cuda_linear_fwd_bf16(gwyf, dbf(wxb, (int64_t)ln * lin), dbf(wWb, (int64_t)lout * lin), din(wb, lout), ln, lin,
+                            lout, NULL);
+    cmp("linear bf16 -> bf16 4096x320->1280", widen(gwy, (int64_t)ln * lout), wy, (int64_t)ln * lout, TOLBF);
+    cmp("linear bf16 -> fp32 4096x320->1280", gwyf, wy, (int64_t)ln * lout, TOLBF);
+    free(wx); free(wW); free(wb); free(wy); free(wxb); free(wWb);
     free_all();
 }
 

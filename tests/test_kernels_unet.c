@@ -7,6 +7,7 @@
 #include <string.h>
 #include "tests/testlib.h"
 #include "kernels/kernels.h"
+#include "kernels/attention_gemm.h"
 
 static double *dvec(const float *x, int64_t n) {
     double *d = malloc(n * sizeof(double));
@@ -180,7 +181,34 @@ TEST(layout_and_concat) {
     free(x); free(y); free(z); free(a); free(b); free(cat); free(a2); free(b2);
 }
 
+// Blocked GEMM attention equals the reference kernel (forward, lse, and backward with the
+// token-0 detach), across a query-block boundary.
+static void check_attn(int Nq, int Nk, int detach) {
+    int B = 2, H = 3, D = 8, C = H * D;
+    int64_t nq = (int64_t)B * Nq * C, nk = (int64_t)B * Nk * C, nl = (int64_t)B * H * Nq;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *g = malloc(nq * 4);
+    float *o1 = malloc(nq * 4), *o2 = malloc(nq * 4), *l1 = malloc(nl * 4), *l2 = malloc(nl * 4);
+    float *dq1 = malloc(nq * 4), *dq2 = malloc(nq * 4), *dk1 = malloc(nk * 4), *dk2 = malloc(nk * 4);
+    float *dv1 = malloc(nk * 4), *dv2 = malloc(nk * 4);
+    tl_rand(q, nq, 21); tl_rand(k, nk, 22); tl_rand(v, nk, 23); tl_rand(g, nq, 24);
+    for (int64_t i = 0; i < nq; i++) q[i] *= 3;
+    float sc = 1.f / sqrtf((float)D);
+    cd_attention_fwd(o1, l1, q, k, v, B, H, Nq, Nk, D, sc);
+    cd_attention_gemm_fwd(o2, l2, q, k, v, B, H, Nq, Nk, D, sc);
+    cd_attention_bwd(dq1, dk1, dv1, g, q, k, v, o1, l1, B, H, Nq, Nk, D, sc, detach);
+    cd_attention_gemm_bwd(dq2, dk2, dv2, g, q, k, v, o2, l2, B, H, Nq, Nk, D, sc, detach);
+    double e[6] = {tl_relerr(o2, o1, nq), tl_relerr(l2, l1, nl), tl_relerr(dq2, dq1, nq),
+                   tl_relerr(dk2, dk1, nk), tl_relerr(dv2, dv1, nk), 0};
+    free(q); free(k); free(v); free(g); free(o1); free(o2); free(l1); free(l2);
+    free(dq1); free(dq2); free(dk1); free(dk2); free(dv1); free(dv2);
+    for (int i = 0; i < 5; i++) CHECKF(e[i] < 1e-5, "attention gemm vs reference: check %d rel err %.2e", i, e[i]);
+}
+TEST(attention_gemm_cross) { check_attn(300, 77, 1); }
+TEST(attention_gemm_self) { check_attn(270, 270, 0); }
+
 int main(void) {
+    RUN(attention_gemm_cross);
+    RUN(attention_gemm_self);
     RUN(conv3x3_pad1);
     RUN(conv3x3_stride2);
     RUN(conv3x3_stride2_pad0);

@@ -95,6 +95,14 @@ elif train "$T/kill" $K --resume latest && train "$T/straight" $K &&
   pass checkpoint_kill
 else fail checkpoint_kill "resume after the kill: $(tail -1 "$T/kill.log")"; fi
 
+# ---- generated prior: class images sampled with the base model when the folder has too few ----
+if "$BIN/customdiff-train" $COMMON --instance-data "$T/inst" --instance-prompt "photo of a <new1> cat" \
+     --class-data "$T/gen" --class-prompt "a cat" --with-prior-preservation --num-class-images 2 \
+     --train-batch-size 1 --max-train-steps 2 --checkpointing-steps 0 --out "$T/genrun" >"$T/gen.log" 2>&1 &&
+   [ "$(ls "$T/gen" | grep -c '\.jpg$')" = 2 ] && [ -s "$T/genrun/delta.safetensors" ]; then
+  pass generated_prior
+else fail generated_prior "$(tail -1 "$T/gen.log")"; fi
+
 # ---- bad inputs ------------------------------------------------------------------------------
 bad() {  # name expected-substring args...
   name=$1; want=$2; shift 2

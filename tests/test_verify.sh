@@ -15,15 +15,21 @@ trap 'rm -rf "$tmp"' EXIT
 nsets=0
 for set in "$G"/*/; do
   set=${set%/}; name=$(basename "$set")
-  [ -d "$set/cases" ] || continue
+  # a set holds its case files in SET/cases (tiny-sd...) or directly (blocks-sd15)
+  if [ -d "$set/cases" ]; then cases=$set/cases; else cases=$set; fi
+  ls "$cases"/*.safetensors "$cases"/*.json > /dev/null 2>&1 || continue
   nsets=$((nsets + 1))
-  if "$V" --model "$set/model" --clip "$set/clip" "$set/cases" > "$tmp/$name.log" 2>&1; then
+  set --
+  [ -d "$set/model" ] && set -- "$@" --model "$set/model"
+  [ -d "$set/clip" ] && set -- "$@" --clip "$set/clip"
+  [ -f "$set/single_file.safetensors" ] && set -- "$@" --single-file "$set/single_file.safetensors"
+  if "$V" "$@" "$cases" > "$tmp/$name.log" 2>&1; then
     echo "PASS verify_golden_$name ($(tail -1 "$tmp/$name.log"))"
   else
     echo "FAIL verify_golden_$name: $(grep -E 'FAIL|error' "$tmp/$name.log" | head -3 | tr '\n' ' ')"
   fi
 done
-[ "$nsets" -gt 0 ] || echo "FAIL verify_golden: no SET/cases folder in $G"
+[ "$nsets" -gt 0 ] || echo "FAIL verify_golden: no case files in $G/*"
 
 # Negative checks on tiny-sd: one changed token id; a perturbed reference tensor.
 set=$G/tiny-sd

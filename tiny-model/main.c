@@ -1,6 +1,6 @@
 // customdiff-tiny-model: write a random tiny Stable Diffusion pipeline (diffusers layout) and
 // a tiny CLIPModel, shaped like the golden tiny-sd set, with a tokenizer of our own.
-//   OUT/model_index.json OUT/tokenizer/ OUT/text_encoder/ (+ unet/ vae/ scheduler/) OUT/clip/
+//   OUT/model_index.json OUT/tokenizer/ OUT/text_encoder/ OUT/unet/ OUT/vae/ OUT/scheduler/ OUT/clip/
 // One call per component; each writes its own folder.
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "model/clip_tiny.h"
+#include "model/tiny.h"
 
 static const char model_index[] =
     "{\n  \"_class_name\": \"StableDiffusionPipeline\",\n  \"_diffusers_version\": \"0.25.1\",\n"
@@ -28,8 +29,7 @@ static int write_all(const char *out, uint64_t seed) {
     if (!rc) rc = cd_tiny_tokenizer_write(tok);
     if (!rc) rc = cd_tiny_text_encoder_write(te, seed);
     if (!rc) rc = cd_tiny_clip_write(clip, seed);
-    // TODO(unet engineer): the UNet, VAE and scheduler go here, one call:
-    //   if (!rc) rc = cd_tiny_unet_vae_write(out, seed);      (model/tiny.h)
+    if (!rc) rc = cd_tiny_unet_vae_write(out, seed);      // unet/ vae/ scheduler/ (model/tiny.h)
     free(tok); free(te); free(clip);
     return rc;
 }
@@ -45,6 +45,6 @@ int main(int argc, char **argv) {
     if (r == 1) return 0;
     if (r < 0) cd_die("tiny-model", 2);
     if (write_all(out, (uint64_t)seed)) { cd_errctx("writing the tiny model into %s", out); cd_die("tiny-model", 1); }
-    printf("customdiff-tiny-model: wrote %s (model_index.json, tokenizer/, text_encoder/, clip/), seed %lld\n", out, (long long)seed);
+    printf("customdiff-tiny-model: wrote %s (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/, clip/), seed %lld\n", out, (long long)seed);
     return 0;
 }

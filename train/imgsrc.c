@@ -31,7 +31,7 @@ static int64_t g_cache_bytes, g_cache_cap = (int64_t)768 << 20;
 static int is_sidecar(const char *name) {
     static const char *skip[] = {".txt", ".json", ".jsonl", ".csv", ".tsv", ".md", ".mdb", ".npy",
                                  ".safetensors", ".parquet", NULL};
-    if (name[0] == '.') return 1;
+    if (name[0] == '.' || strstr(name, ".tmp.")) return 1;   // hidden, or an atomic write in progress
     const char *dot = strrchr(name, '.');
     if (!dot) return 0;
     for (int i = 0; skip[i]; i++)

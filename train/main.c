@@ -117,7 +117,7 @@ static int setup(cd_run *r, char fp[80]) {
     CD_TRY(check_args());
     CD_TRY(build_concepts(&r->concepts, &r->nconcepts));
     unsigned what = CD_LOAD_UNET | CD_LOAD_VAE_ENCODER | CD_LOAD_TEXT | CD_LOAD_TOKENIZER;
-    if (A.validation_prompt) what |= CD_LOAD_VAE_DECODER;
+    if (A.validation_prompt || (A.with_prior && !A.real_prior)) what |= CD_LOAD_VAE_DECODER;
     CD_TRY(cd_pipeline_load(&r->pipe, A.model, A.tokenizer, NULL, what));
     cd_trainer_opts to;
     cd_trainer_opts_default(&to);
@@ -134,6 +134,7 @@ static int setup(cd_run *r, char fp[80]) {
     int f = 1 << (r->pipe.vae_cfg.nblocks - 1);
     r->lc = cd_unet_cfg(r->pipe.unet)->in_channels;
     r->h = A.resolution / f;
+    CD_TRY(cd_generate_class_images(r));
     CD_TRY(cd_dataset_open(&r->data, r->concepts, r->nconcepts, &A, f));
     r->lr = A.lr;
     if (A.scale_lr) r->lr *= (double)A.accum * A.batch * (A.with_prior ? 2 : 1);
@@ -153,7 +154,15 @@ static int setup(cd_run *r, char fp[80]) {
 }
 
 static int resume(cd_run *r) {
-    if (!A.resume) return 0;
+    if (!A.resume) {
+        char *dir = NULL;
+        int found = 0;
+        if (cd_ckpt_find_latest(A.out, &dir, &found) == 0 && found)
+            cd_warn("%s holds checkpoints of an earlier run (%s); starting over (--resume latest continues it)",
+                    A.out, dir);
+        free(dir);
+        return 0;
+    }
     const char *from = strcmp(A.resume, "latest") == 0 ? A.out : A.resume;
     char *dir = NULL;
     int found = 0;

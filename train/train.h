@@ -15,7 +15,7 @@ typedef struct {
     const char *out, *resume;
     int with_prior, real_prior, num_class_images, resolution, batch, warmup, max_steps, accum;
     int checkpointing_steps, checkpoints_limit, hflip, noaug, center_crop, cache_latents;
-    int grad_ckpt, validation_steps, scale_lr, log_every;
+    int grad_ckpt, validation_steps, scale_lr;
     double prior_loss_weight, lr, max_grad_norm, adam_beta1, adam_beta2, adam_eps, weight_decay;
     int64_t seed;
 } cd_train_args;
@@ -92,8 +92,9 @@ typedef struct {
     cd_rng rng_aug, rng_noise;   // data augmentation; vae noise / noise / timesteps
     int64_t step;                // optimizer steps done
     double lr;                   // base learning rate after --scale-lr
-    // latent cache (--cache-latents): moments per dataset row kind and index
-    float **cache_mean, **cache_logvar;
+    // latent cache (--cache-latents): VAE moments (mean then logvar) per instance item,
+    // then per class item; NULL until computed
+    float **cache_mean;
     int cache_n;
     int lc, h;                   // latent channels, latent side
 } cd_run;

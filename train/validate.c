@@ -3,6 +3,7 @@
 #include "train/imgsrc.h"
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/sha256.h"

@@ -96,5 +96,6 @@ int main(int argc, char **argv) {
     if (v.text_encoder) { cd_clip_free(v.text_encoder); free(v.text_encoder); }
     if (v.clip_model) { cd_clip_free(v.clip_model); free(v.clip_model); }
     printf("verify %s: %d passed, %d failed, %d cases skipped\n", v.cases, v.npass, v.nfail, v.nskip);
+    free(pos);
     return v.nfail ? 1 : 0;
 }
