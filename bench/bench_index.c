@@ -72,7 +72,7 @@ static void report(FILE *f, const char *fmt, ...) {
     va_start(a, fmt);
     vprintf(fmt, a);
     va_end(a);
-    if (f) { va_start(a, fmt); vfprintf(f, fmt, a); va_end(a); }
+    if (f) { va_start(a, fmt); vfprintf(f, fmt, a); va_end(a); fflush(f); }
     fflush(stdout);
 }
 

@@ -8,8 +8,11 @@
 #include "kernels/kernels.h"
 #include "kernels/attention_causal.h"
 
+// Dot product; the SIMD lanes' partial sums are added in a fixed order (same bits for any
+// thread count).
 static inline float dot(const float *a, const float *b, int n) {
     float s = 0.f;
+#pragma omp simd reduction(+:s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }

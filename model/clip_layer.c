@@ -54,7 +54,7 @@ void clip_layer_bwd(const cd_clip_layer *l, const clip_dims *d, float *dx, const
     int64_t n = (int64_t)d->B * d->L, C = d->C, I = d->I;
     int D = (int)(C / d->H);
     float scale = 1.f / sqrtf((float)D);
-    float *g = cd_malloc(sizeof(float) * n * I), *dg = cd_malloc(sizeof(float) * n * I);
+    float *dg = cd_malloc(sizeof(float) * n * I);
     float *t = cd_malloc(sizeof(float) * n * C), *t2 = cd_malloc(sizeof(float) * n * C);
     // MLP branch: out = xmid + fc2(act(fc1(ln2(xmid))))
     cd_linear_bwd(dg, NULL, NULL, dx, NULL, l->fc2_w, (int)n, (int)I, (int)C);
@@ -77,6 +77,5 @@ void clip_layer_bwd(const cd_clip_layer *l, const clip_dims *d, float *dx, const
     cd_acc(dh, dq, n * C);
     cd_layernorm_bwd(dq, NULL, NULL, dh, xin, sv->mean1, sv->rstd1, l->ln1_g, (int)n, (int)C);
     cd_acc(dx, dq, n * C);
-    free(g); free(dg); free(t); free(t2); free(dk); free(dv);
-    (void)xin;
+    free(dg); free(t); free(t2); free(dk); free(dv);
 }
