@@ -121,4 +121,10 @@ demo: deps
 clean:
 	rm -rf build build-*
 
+# Reproducible runs: make run MANIFEST=manifests/NAME.mk (see manifests/run.mk).
+ifdef MANIFEST
+include $(MANIFEST)
+include manifests/run.mk
+endif
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
