@@ -94,6 +94,11 @@ int pp_parse_jsonl(const char *text, size_t len, const char *what, pp_inputs *in
             if (rc) { free(lw); return -1; }
             const char *url = cd_json_str(o, "url", NULL);
             if (!url) url = cd_json_str(o, "URL", NULL);
+            // customdiff-retrieve's first record describes the query (query, model, index,
+            // parameters) and has no url: it is not a candidate.
+            if (!url && line == 1 && cJSON_GetObjectItemCaseSensitive(o, "query")) {
+                cJSON_Delete(o); free(lw); pos = e + 1; continue;
+            }
             if (!url || !*url) { cJSON_Delete(o); rc = cd_err("%s: no \"url\" string", lw); free(lw); return rc; }
             const char *cap = cd_json_str(o, "caption", NULL);
             if (!cap) cap = cd_json_str(o, "TEXT", "");
