@@ -221,6 +221,8 @@ int main(int argc, char **argv) {
     printf("customdiff-retrieve: wrote %s (%d candidates for %d prompt%s from %s)\n", out, kept.n, pl.n,
            pl.n > 1 ? "s" : "", endpoint ? endpoint : index_dir);
     rt_list_free(&kept);
+    for (int i = prompts.n; i < pl.n; i++) free((char *)pl.v[i]);   // read from --prompts-file
+    free(pl.v);
     if (index_dir) rt_local_close(&L);
     if (deny) regfree(&re);
     return 0;

@@ -14,9 +14,13 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "model/sampler.h"
+#include "model/sampler_cuda.h"
 #include "sample/sample.h"
 
 #define PROG "sample"
+
+static const char *g_device;    // --device: cpu or cuda
+static cd_unet_cuda *g_gpu;     // the UNet on the GPU (--device cuda)
 
 // Noise streams of image k: initial latents (k, 0), scheduler step i (k, i + 1).
 static uint64_t stream_id(int k, int i) { return ((uint64_t)k << 20) | (uint64_t)i; }
@@ -68,6 +72,7 @@ static int setup_model(sample_run *R) {
     for (int i = 0; i < nread; i++) cd_delta_free(&ds[i]);
     free(ds); free(dp);
     CD_TRY(rc);
+    if (!strcmp(g_device, "cuda")) CD_TRY(cd_unet_cuda_new(&g_gpu, R->pipe.unet, NULL));
     cd_sched_kind kind;
     cd_sched_config sc;
     CD_TRY(cd_sched_kind_parse(R->o.scheduler, &kind));
@@ -115,7 +120,8 @@ static int make_image(sample_run *R, int k, const char *prompt, const float *con
     char what[64];
     snprintf(what, sizeof what, "image %d/%d", k + 1, R->nims);
     cd_progress_start(&sc.p, what, R->sch.n);
-    if (!rc) rc = cd_sampler_denoise(&R->s, &R->sch, cond, unc, (float)R->o.guidance, lat, R->h, R->w, on_step, &sc);
+    if (!rc) rc = g_gpu ? cd_sampler_denoise_cuda(&R->s, g_gpu, &R->sch, cond, unc, (float)R->o.guidance, lat, R->h, R->w, on_step, &sc)
+                        : cd_sampler_denoise(&R->s, &R->sch, cond, unc, (float)R->o.guidance, lat, R->h, R->w, on_step, &sc);
     if (!rc) cd_progress_end(&sc.p, NULL);
     if (!rc) rc = cd_sampler_decode(&R->s, lat, R->h, R->w, NULL, &R->ims[k]);
     free(lat);
@@ -184,6 +190,7 @@ int main(int argc, char **argv) {
         {"format", CD_OPT_STR, &format, "png", "png (with parameters in a tEXt chunk) or jpg"},
         {"grid-cols", CD_OPT_INT, &grid_cols, "0", "grid columns (0: images per prompt, or square)"},
         {"no-check-base", CD_OPT_FLAG, &no_check_base, "0", "apply deltas even if made for another base model"},
+        {"device", CD_OPT_STR, &g_device, "cpu", "cpu, or cuda (the UNet on the GPU; text encoder and VAE on the CPU)"},
         {0}};
     int npos; char **pos;
     int r = cd_cli_parse(PROG, "text to image with Custom Diffusion deltas", opts, argc, argv, &npos, &pos);
@@ -193,6 +200,7 @@ int main(int argc, char **argv) {
     if (!!prompt == !!prompts_file) { cd_err("give exactly one of --prompt and --prompts-file"); cd_die(PROG, 2); }
     if (steps < 1 || n < 1) { cd_err("--steps and --n must be at least 1"); cd_die(PROG, 2); }
     if (strcmp(format, "png") && strcmp(format, "jpg") && strcmp(format, "jpeg")) { cd_err("--format: png or jpg"); cd_die(PROG, 2); }
+    if (strcmp(g_device, "cpu") && strcmp(g_device, "cuda")) { cd_err("--device: cpu or cuda, not '%s'", g_device); cd_die(PROG, 2); }
     sample_run R;
     memset(&R, 0, sizeof R);
     R.o = (sample_opts){model, tokenizer, config, deltas.v, deltas.n, negative, scheduler, init_latents,
@@ -205,6 +213,7 @@ int main(int argc, char **argv) {
     free(R.ims); free(R.init.data);
     cd_free_strv(R.prompts, R.nprompts);
     cd_sched_free(&R.sch);
+    cd_unet_cuda_free(g_gpu);
     cd_sampler_free(&R.s);
     cd_pipeline_free(&R.pipe);
     return 0;

@@ -1,0 +1,75 @@
+// GPU denoising loop (see model/sampler_cuda.h); the same steps as cd_sampler_denoise.
+#include "model/sampler_cuda.h"
+#include <stdlib.h>
+#include <string.h>
+#include "core/err.h"
+#include "core/progress.h"
+#ifdef CD_CUDA
+#include "kernels/kernels_cuda.h"
+#endif
+
+#ifdef CD_CUDA
+// Device buffers of one denoising run: input [B,C,h,w], eps [B,C,h,w], t [2], ctx [B,77,dim].
+typedef struct { float *x, *eps, *t, *ctx; } dbufs;
+
+static void dfree(dbufs *d) {
+    cd_cuda_free(d->x); cd_cuda_free(d->eps); cd_cuda_free(d->t); cd_cuda_free(d->ctx);
+}
+
+// One UNet call: xin (host) up, forward, eps (host) back.
+static int unet_step(cd_unet_cuda *g, dbufs *d, float *eps, const float *xin, float t, int B,
+                     int64_t n, int h, int w, int M) {
+    void *st = cd_unet_cuda_stream(g);
+    float tt[2] = {t, t};
+    CD_TRY(cd_cuda_memcpy_h2d(d->x, xin, sizeof(float) * n * B, st));
+    CD_TRY(cd_cuda_memcpy_h2d(d->t, tt, sizeof(float) * B, st));
+    CD_TRY(cd_unet_cuda_forward_dev(g, d->eps, d->x, d->t, d->ctx, B, h, w, M));
+    CD_TRY(cd_cuda_memcpy_d2h(eps, d->eps, sizeof(float) * n * B, st));
+    CD_TRY(cd_cuda_sync(st));
+    if (cd_cuda_status()) return cd_errctx("unet cuda: step at t=%g", t);
+    return 0;
+}
+
+int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
+                            const float *ctx_cond, const float *ctx_uncond, float guidance,
+                            float *lat, int h, int w, cd_sampler_step_fn cb, void *cb_ctx) {
+    const cd_unet_config *uc = cd_unet_cfg(s->pipe->unet);
+    int C = uc->in_channels, cfg = guidance > 1.0f;
+    int B = cfg ? 2 : 1;
+    int64_t n = (int64_t)C * h * w, nctx = (int64_t)s->ctx_len * s->ctx_dim;
+    if (uc->out_channels != C) return cd_err("UNet out_channels %d != in_channels %d", uc->out_channels, C);
+    dbufs d = {cd_cuda_malloc(sizeof(float) * n * B), cd_cuda_malloc(sizeof(float) * n * B),
+               cd_cuda_malloc(sizeof(float) * 2), cd_cuda_malloc(sizeof(float) * nctx * B)};
+    if (!d.x || !d.eps || !d.t || !d.ctx) { dfree(&d); return cd_errctx("sampler cuda: device buffers"); }
+    void *st = cd_unet_cuda_stream(g);
+    int rc = 0;
+    if (cfg) {   // batch [uncond, cond], as diffusers concatenates them
+        rc = cd_cuda_memcpy_h2d(d.ctx, ctx_uncond, sizeof(float) * nctx, st) ||
+             cd_cuda_memcpy_h2d(d.ctx + nctx, ctx_cond, sizeof(float) * nctx, st);
+    } else {
+        rc = cd_cuda_memcpy_h2d(d.ctx, ctx_cond, sizeof(float) * nctx, st);
+    }
+    float *xin = cd_malloc(sizeof(float) * n * B), *eps = cd_malloc(sizeof(float) * n * B);
+    for (int64_t k = 0; k < n; k++) lat[k] *= sch->init_noise_sigma;
+    for (int i = 0; i < sch->n && !rc; i++) {
+        double t0 = cd_now();
+        cd_sched_scale_input(sch, i, xin, lat, n);
+        if (cfg) memcpy(xin + n, xin, sizeof(float) * n);
+        rc = unet_step(g, &d, eps, xin, sch->timesteps[i], B, n, h, w, s->ctx_len);
+        if (rc) break;
+        if (cfg)
+            for (int64_t k = 0; k < n; k++) eps[k] = eps[k] + guidance * (eps[n + k] - eps[k]);
+        rc = cd_sched_step(sch, i, eps, lat, n);
+        if (cb) cb(cb_ctx, i, sch->n, cd_now() - t0);
+    }
+    free(xin); free(eps);
+    dfree(&d);
+    return rc ? -1 : 0;
+}
+#else
+int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
+                            const float *ctx_cond, const float *ctx_uncond, float guidance,
+                            float *lat, int h, int w, cd_sampler_step_fn cb, void *cb_ctx) {
+    return cd_err("sampler: customdiff was built without CUDA (CUDA=0)");
+}
+#endif
