@@ -48,6 +48,8 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 BENCH_C := $(wildcard bench/*.c)
 BENCHES := $(BENCH_C:bench/%.c=$(BUILD)/bench/%)
 
+# Keep test/bench objects (make would delete them as intermediates and rebuild each time).
+.SECONDARY:
 .PHONY: all deps test test-cuda demo asan fuzz bench clean print-target
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
 all: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) print-target

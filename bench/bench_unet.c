@@ -1,7 +1,8 @@
 // UNet forward (and optionally a Custom Diffusion training step) at the SD v1.5 shape on the
 // CPU with random weights: seconds per step and achieved GFLOP/s against the SGEMM rate
 // measured in the same run (cd_gemm_rate_gflops).
-//   bench_unet [--steps N] [--latent S] [--batch B] [--train] [--vae]
+//   bench_unet [--steps N] [--latent S] [--batch B] [--train] [--ckpt] [--vae]
+// (--ckpt: training step with per-block gradient checkpointing)
 // Defaults: 1 step, 64x64 latent (512 px), batch 1, context 77x768.
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,14 +51,15 @@ static int bench_vae(int S, double gemm) {
 }
 
 int main(int argc, char **argv) {
-    int steps = 1, S = 64, B = 1, train = 0, vae = 0, M = 77;
+    int steps = 1, S = 64, B = 1, train = 0, vae = 0, M = 77, ckpt = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--latent") && i + 1 < argc) S = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--train")) train = 1;
         else if (!strcmp(argv[i], "--vae")) vae = 1;
-        else { fprintf(stderr, "usage: %s [--steps N] [--latent S] [--batch B] [--train] [--vae]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--ckpt")) ckpt = train = 1;
+        else { fprintf(stderr, "usage: %s [--steps N] [--latent S] [--batch B] [--train] [--ckpt] [--vae]\n", argv[0]); return 2; }
     }
     double gemm = cd_gemm_rate_gflops(2048);
     printf("sgemm 2048^3: %.1f GFLOP/s (OpenBLAS core %s; OPENBLAS_CORETYPE=%s, OMP_WAIT_POLICY=%s)\n", gemm,
@@ -79,6 +81,7 @@ int main(int argc, char **argv) {
     for (int b = 0; b < B; b++) t[b] = 500 + b;
     double macs = cd_unet_forward_macs(&c, B, S, S, M);
     if (train) cd_unet_set_train(u, CD_TRAIN_CROSSATTN_KV, NULL, NULL);
+    cd_unet_set_checkpointing(u, ckpt);
     for (int s = 0; s < steps; s++) {
         t0 = now_s();
         int rc = train ? cd_unet_forward_train(u, o, x, t, ctx, B, S, S, M) : cd_unet_forward(u, o, x, t, ctx, B, S, S, M, NULL, NULL);

@@ -130,6 +130,19 @@ if [ "$BUILD_OK" = 1 ]; then
   echo; echo "SD1.5 UNet forward as an op sequence through the fp32, tf32 and bf16 twins (random weights):"
   timeout "$(bound 60)" "$B/bench_gpu" unet; echo "bench unet: exit $?"
 
+# ---- 3b. [added by the GPU-model engineer] the real UNet forward (model/unet_cuda.c) ----------
+# bench/gpu-unet/run.sh: builds model/unet*.c + unet_cuda.c in this minimal mode (cJSON stubbed),
+# runs tests/test_unet_cuda.c (GPU vs CPU forward) and bench/bench_unet_cuda.c (SD1.5 shape,
+# B2 64x64: ms, TFLOP/s, CFG it/s at 512). Bounded to ~100 s; skipped when under 150 s are left.
+  if [ "$(left)" -gt 150 ]; then
+    hdr "3b. real UNet forward on the GPU (model/unet_cuda.c: test + SD1.5 bench)"
+    B="$B" CFL="$CFL" T_TEST="$(bound 45)" T_BENCH="$(bound 60)" \
+      LIBS="$B/libmin.a $CUDNN_LIB -L$CUDA_HOME/lib64 -Wl,-rpath,$CUDA_HOME/lib64 -lcublasLt -lcublas -lcudart $BLAS_LIB -lstdc++ -lgomp -lpthread -lm" \
+      timeout "$(bound 120)" bench/gpu-unet/run.sh; echo "3b: exit $?"
+  else
+    echo "3b. real UNet forward: skipped ($(left)s left)"
+  fi
+
 # ---- 4. compute-sanitizer -------------------------------------------------------------------
   hdr "4. compute-sanitizer memcheck (small twin tests)"
   CS=$(command -v compute-sanitizer || ls "$CUDA_HOME"/bin/compute-sanitizer 2>/dev/null || ls /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)

@@ -112,20 +112,34 @@ static int tune(cd_faiss *ix, const char *key, const ix_rows *rows, int64_t star
     return rc;
 }
 
-static int write_metadata(const char *dir, const ix_rows *rows, int64_t start, int fresh) {
-    if (fresh) {   // a new build replaces the store
-        char *a = cd_path_join(dir, "data.mdb"), *b = cd_path_join(dir, "lock.mdb");
-        unlink(a);
-        unlink(b);
-        free(a);
-        free(b);
-    }
+static int write_metadata(const char *dir, const ix_rows *rows, int64_t start) {
     cd_idxmeta *m;
     CD_TRY(cd_idxmeta_open(&m, dir, 1));
     int rc = 0;
     for (int64_t i = 0; i < rows->n && rc == 0; i++) rc = cd_idxmeta_put(m, start + i, rows->meta[i], strlen(rows->meta[i]));
     if (rc == 0) rc = cd_idxmeta_commit(m);
     cd_idxmeta_close(m);
+    return rc;
+}
+
+// Remove an LMDB folder (data.mdb, lock.mdb, the folder).
+static void remove_env(const char *dir) {
+    char *a = cd_path_join(dir, "data.mdb"), *b = cd_path_join(dir, "lock.mdb");
+    unlink(a);
+    unlink(b);
+    rmdir(dir);
+    free(a);
+    free(b);
+}
+
+// A fresh build's store was written beside the old one (tmp); swap it into place.
+static int swap_in(const char *tmp, const char *dir) {
+    char *old = cd_fmt("%s.old.%d", dir, (int)getpid());
+    int rc = 0;
+    if (cd_is_dir(dir) && rename(dir, old) != 0) rc = cd_errno("rename %s", dir);
+    if (rc == 0 && rename(tmp, dir) != 0) rc = cd_errno("rename %s to %s", tmp, dir);
+    remove_env(old);
+    free(old);
     return rc;
 }
 
@@ -212,8 +226,13 @@ int ix_build(const ix_build_opts *o, ix_rows *rows, ix_build_result *res) {
     }
     if (rc == 0) rc = add_rows(ix, rows, start);
     if (rc == 0) rc = tune(ix, res->factory, rows, start, o, &rng, &res->tuning);
-    if (rc == 0) rc = write_metadata(mpath, rows, start, !o->append);
+    // append: new ids go into the live store (transactional); fresh: a new store beside it
+    char *mtmp = o->append ? cd_strdup(mpath) : cd_fmt("%s.tmp.%d", mpath, (int)getpid());
+    if (rc == 0) rc = write_metadata(mtmp, rows, start);
     if (rc == 0) rc = cd_faiss_write(ix, ipath);
+    if (rc == 0 && !o->append) rc = swap_in(mtmp, mpath);
+    if (rc != 0 && !o->append) remove_env(mtmp);
+    free(mtmp);
     if (rc == 0) {
         res->count = cd_faiss_ntotal(ix);
         res->d = d;

@@ -99,7 +99,7 @@ void cd_attention_gemm_fwd(float *out, float *lse, const float *q, const float *
                 const float *Q = q + ((int64_t)b * Nq + i0) * C + h * D;
                 float *O = out + ((int64_t)b * Nq + i0) * C + h * D;
                 cd_gemm(0, 1, qb, Nk, D, scale, Q, C, K, C, 0.f, S, Nk);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)qb * Nk > 65536)
                 for (int i = 0; i < qb; i++) {
                     float mx;
                     double sum = softmax_row(S + (int64_t)i * Nk, Nk, &mx);
@@ -131,7 +131,7 @@ void cd_attention_gemm_bwd(float *dq, float *dk, float *dv, const float *dout, c
                 const float *L = lse + ((int64_t)b * H + h) * Nq + i0;
                 cd_gemm(0, 1, qb, Nk, D, scale, q + qo, C, k + ko, C, 0.f, P, Nk);
                 cd_gemm(0, 1, qb, Nk, D, 1.f, dout + qo, C, v + ko, C, 0.f, dS, Nk);   // dP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)qb * Nk > 65536)
                 for (int i = 0; i < qb; i++) {
                     const float *o = out + qo + (int64_t)i * C, *g = dout + qo + (int64_t)i * C;
                     double di = 0;

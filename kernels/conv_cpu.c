@@ -6,12 +6,12 @@
 #include "kernels/kernels.h"
 #include "core/err.h"
 
-#define COL_BUDGET (4 << 20)   // floats in the column buffer (16 MB)
+#define COL_BUDGET (8 << 20)   // floats in the column buffer (32 MB)
 
 // col[(ci*k+ki)*k+kj, j] for output pixels p0..p0+np-1 (row-major over ho x wo).
 static void im2col(float *col, const float *x, int cin, int h, int w, int k, int s, int p,
                    int wo, int p0, int np) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)cin * k * k * np > 65536)
     for (int ci = 0; ci < cin; ci++) {
         const float *xc = x + (int64_t)ci * h * w;
         for (int ki = 0; ki < k; ki++)
@@ -30,7 +30,7 @@ static void im2col(float *col, const float *x, int cin, int h, int w, int k, int
 // dx += col2im(dcol): the adjoint of im2col.
 static void col2im(float *dx, const float *col, int cin, int h, int w, int k, int s, int p,
                    int wo, int p0, int np) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)cin * k * k * np > 65536)
     for (int ci = 0; ci < cin; ci++) {
         float *xc = dx + (int64_t)ci * h * w;
         for (int ki = 0; ki < k; ki++)
@@ -63,7 +63,7 @@ void cd_conv2d_fwd(float *y, const float *x, const float *W, const float *b,
         const float *xi = x + (int64_t)i * cin * h * w;
         float *yi = y + (int64_t)i * cout * P;
         if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)cout * P > 65536)
             for (int co = 0; co < cout; co++)
                 for (int j = 0; j < P; j++) yi[(int64_t)co * P + j] = b[co];
         }

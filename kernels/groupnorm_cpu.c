@@ -10,7 +10,7 @@ void cd_groupnorm_fwd(float *y, float *mean, float *rstd, const float *x, const 
                       const float *b, int n, int c, int hw, int groups, float eps, int silu) {
     int cg = c / groups;
     int64_t m = (int64_t)cg * hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * c * hw > 65536)
     for (int ig = 0; ig < n * groups; ig++) {
         int gi = ig % groups;
         const float *xs = x + (int64_t)ig * m;
@@ -43,7 +43,7 @@ void cd_groupnorm_bwd(float *dx, float *dg, float *db, const float *dy, const fl
                       int n, int c, int hw, int groups, int silu) {
     int cg = c / groups;
     int64_t m = (int64_t)cg * hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * c * hw > 65536)
     for (int gi = 0; gi < groups; gi++) {
         for (int in = 0; in < n; in++) {
             int ig = in * groups + gi;

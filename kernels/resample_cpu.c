@@ -4,7 +4,7 @@
 
 void cd_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w) {
     int W2 = 2 * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * c * h * w > 65536)
     for (int64_t pc = 0; pc < (int64_t)n * c; pc++) {
         const float *xs = x + pc * h * w;
         float *ys = y + pc * 4 * h * w;
@@ -18,7 +18,7 @@ void cd_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w) {
 
 void cd_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w) {
     int W2 = 2 * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n * c * h * w > 65536)
     for (int64_t pc = 0; pc < (int64_t)n * c; pc++) {
         const float *ys = dy + pc * 4 * h * w;
         float *xs = dx + pc * h * w;
@@ -33,7 +33,7 @@ void cd_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w) {
 #define TB 32
 // y[n,hw,c] = x[n,c,hw], blocked for cache.
 static void transpose(float *y, const float *x, int rows, int cols) {
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if ((int64_t)rows * cols > 65536)
     for (int i0 = 0; i0 < rows; i0 += TB)
         for (int j0 = 0; j0 < cols; j0 += TB)
             for (int i = i0; i < i0 + TB && i < rows; i++)

@@ -270,6 +270,15 @@ static int load_single(cd_pipeline *p, const char *path, const char *tok, const 
     CD_TRY(cd_st_open(&f, path));
     cd_sf_info info;
     int rc = cd_sf_inspect(&f, &info);
+    // keys outside the model components (EMA copies, schedule buffers, ...) are unknown
+    static const char *known[] = {CD_SF_UNET, CD_SF_VAE, CD_SF_TEXT_V1, CD_SF_TEXT_V2};
+    for (int i = 0; !rc && i < f.n; i++) {
+        int k = 0;
+        while (k < 4 && strncmp(f.t[i].name, known[k], strlen(known[k]))) k++;
+        if (k < 4) continue;
+        p->unknown = cd_realloc(p->unknown, (p->nunknown + 1) * sizeof(char *));
+        p->unknown[p->nunknown++] = cd_strdup(f.t[i].name);
+    }
     cd_st_close(&f);
     CD_TRY(rc);
     p->family = info.family;

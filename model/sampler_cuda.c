@@ -66,10 +66,49 @@ int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
     dfree(&d);
     return rc ? -1 : 0;
 }
+int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s) {
+    memset(g, 0, sizeof *g);
+    if (cd_unet_cuda_new(&g->unet, s->pipe->unet, NULL) ||
+        cd_vae_cuda_new(&g->vae, cd_vae_cfg(s->pipe->vae), &s->pipe->vae_w, NULL)) {
+        cd_sampler_cuda_free(g);
+        return -1;
+    }
+    return 0;
+}
+
+void cd_sampler_cuda_free(cd_sampler_cuda *g) {
+    cd_unet_cuda_free(g->unet);
+    cd_vae_cuda_free(g->vae);
+    memset(g, 0, sizeof *g);
+}
+
+int cd_sampler_decode_cuda(cd_sampler *s, cd_vae_cuda *v, const float *lat, int h, int w,
+                           float *img, cd_image *out) {
+    int lc = cd_vae_cfg(s->pipe->vae)->latent_channels;
+    int64_t n = (int64_t)lc * h * w;
+    int H = h * s->f, W = w * s->f;
+    float *z = cd_malloc(sizeof(float) * n);
+    for (int64_t k = 0; k < n; k++) z[k] = lat[k] / s->scaling;
+    float *im = img ? img : cd_malloc(sizeof(float) * 3 * (size_t)H * W);
+    int rc = cd_vae_cuda_decode(v, im, z, 1, h, w);
+    free(z);
+    if (!rc && out) {
+        out->w = W; out->h = H;
+        out->rgb = cd_malloc((size_t)H * W * 3);
+        cd_sampler_to_uint8(im, H, W, out->rgb);
+    }
+    if (!img) free(im);
+    return rc;
+}
 #else
+#define NOCUDA cd_err("sampler: customdiff was built without CUDA (CUDA=0)")
+int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s) { memset(g, 0, sizeof *g); return NOCUDA; }
+void cd_sampler_cuda_free(cd_sampler_cuda *g) { memset(g, 0, sizeof *g); }
+int cd_sampler_decode_cuda(cd_sampler *s, cd_vae_cuda *v, const float *lat, int h, int w,
+                           float *img, cd_image *out) { return NOCUDA; }
 int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
                             const float *ctx_cond, const float *ctx_uncond, float guidance,
                             float *lat, int h, int w, cd_sampler_step_fn cb, void *cb_ctx) {
-    return cd_err("sampler: customdiff was built without CUDA (CUDA=0)");
+    return NOCUDA;
 }
 #endif

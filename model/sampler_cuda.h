@@ -1,14 +1,25 @@
-// The denoising loop of model/sampler.h with the UNet on the GPU (model/unet_cuda.h): text
-// encoding and VAE decoding stay on the CPU (cd_sampler_encode / cd_sampler_decode); per step
-// the scaled latents go up, the UNet runs on the device on the batch [uncond, cond], eps comes
-// back and guidance plus the scheduler step run on the CPU (a few hundred KiB per step).
+// Sampling of model/sampler.h with the UNet and the VAE decoder on the GPU (model/unet_cuda.h,
+// model/vae_cuda.h); the text encoder stays on the CPU (cd_sampler_encode: once per prompt).
+// Per step the scaled latents go up, the UNet runs on the device on the batch [uncond, cond],
+// eps comes back and guidance plus the scheduler step run on the CPU (a few hundred KiB).
 #ifndef CD_SAMPLER_CUDA_H
 #define CD_SAMPLER_CUDA_H
 #include "model/sampler.h"
 #include "model/unet_cuda.h"
+#include "model/vae_cuda.h"
+
+// The sampler's models on the device.
+typedef struct { cd_unet_cuda *unet; cd_vae_cuda *vae; } cd_sampler_cuda;
+// Upload s->pipe's UNet and VAE decoder (after any deltas were applied). Errors: no GPU,
+// built without CUDA, out of device memory.
+int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s);
+void cd_sampler_cuda_free(cd_sampler_cuda *g);
 
 // As cd_sampler_denoise, with g (made from s->pipe->unet after any deltas were applied).
 int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
                             const float *ctx_cond, const float *ctx_uncond, float guidance,
                             float *lat, int h, int w, cd_sampler_step_fn cb, void *cb_ctx);
+// As cd_sampler_decode with the decoder on the GPU.
+int cd_sampler_decode_cuda(cd_sampler *s, cd_vae_cuda *v, const float *lat, int h, int w,
+                           float *img, cd_image *out);
 #endif

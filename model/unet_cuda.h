@@ -39,4 +39,6 @@ int cd_unet_cuda_forward_dev(cd_unet_cuda *g, float *d_out, const float *d_x, co
 int64_t cd_unet_cuda_weight_bytes(const cd_unet_cuda *g);
 int64_t cd_unet_cuda_arena_bytes(const cd_unet_cuda *g);
 void *cd_unet_cuda_stream(const cd_unet_cuda *g);
+// FLOPs (2 per multiply-add) of the GEMMs, convolutions and attention of the last forward.
+double cd_unet_cuda_flops(const cd_unet_cuda *g);
 #endif

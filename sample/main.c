@@ -20,7 +20,8 @@
 #define PROG "sample"
 
 static const char *g_device;    // --device: cpu or cuda
-static cd_unet_cuda *g_gpu;     // the UNet on the GPU (--device cuda)
+static cd_sampler_cuda g_gpu;   // UNet and VAE decoder on the GPU (--device cuda)
+static int g_cuda;
 
 // Noise streams of image k: initial latents (k, 0), scheduler step i (k, i + 1).
 static uint64_t stream_id(int k, int i) { return ((uint64_t)k << 20) | (uint64_t)i; }
@@ -72,7 +73,7 @@ static int setup_model(sample_run *R) {
     for (int i = 0; i < nread; i++) cd_delta_free(&ds[i]);
     free(ds); free(dp);
     CD_TRY(rc);
-    if (!strcmp(g_device, "cuda")) CD_TRY(cd_unet_cuda_new(&g_gpu, R->pipe.unet, NULL));
+    if (!strcmp(g_device, "cuda")) { CD_TRY(cd_sampler_cuda_init(&g_gpu, &R->s)); g_cuda = 1; }
     cd_sched_kind kind;
     cd_sched_config sc;
     CD_TRY(cd_sched_kind_parse(R->o.scheduler, &kind));
@@ -120,10 +121,11 @@ static int make_image(sample_run *R, int k, const char *prompt, const float *con
     char what[64];
     snprintf(what, sizeof what, "image %d/%d", k + 1, R->nims);
     cd_progress_start(&sc.p, what, R->sch.n);
-    if (!rc) rc = g_gpu ? cd_sampler_denoise_cuda(&R->s, g_gpu, &R->sch, cond, unc, (float)R->o.guidance, lat, R->h, R->w, on_step, &sc)
+    if (!rc) rc = g_cuda ? cd_sampler_denoise_cuda(&R->s, g_gpu.unet, &R->sch, cond, unc, (float)R->o.guidance, lat, R->h, R->w, on_step, &sc)
                         : cd_sampler_denoise(&R->s, &R->sch, cond, unc, (float)R->o.guidance, lat, R->h, R->w, on_step, &sc);
     if (!rc) cd_progress_end(&sc.p, NULL);
-    if (!rc) rc = cd_sampler_decode(&R->s, lat, R->h, R->w, NULL, &R->ims[k]);
+    if (!rc) rc = g_cuda ? cd_sampler_decode_cuda(&R->s, g_gpu.vae, lat, R->h, R->w, NULL, &R->ims[k])
+                         : cd_sampler_decode(&R->s, lat, R->h, R->w, NULL, &R->ims[k]);
     free(lat);
     CD_TRY(rc);
     int jpeg = strcmp(R->o.format, "jpg") == 0 || strcmp(R->o.format, "jpeg") == 0;
@@ -190,7 +192,7 @@ int main(int argc, char **argv) {
         {"format", CD_OPT_STR, &format, "png", "png (with parameters in a tEXt chunk) or jpg"},
         {"grid-cols", CD_OPT_INT, &grid_cols, "0", "grid columns (0: images per prompt, or square)"},
         {"no-check-base", CD_OPT_FLAG, &no_check_base, "0", "apply deltas even if made for another base model"},
-        {"device", CD_OPT_STR, &g_device, "cpu", "cpu, or cuda (the UNet on the GPU; text encoder and VAE on the CPU)"},
+        {"device", CD_OPT_STR, &g_device, "cpu", "cpu, or cuda (UNet and VAE decoder on the GPU; the text encoder on the CPU)"},
         {0}};
     int npos; char **pos;
     int r = cd_cli_parse(PROG, "text to image with Custom Diffusion deltas", opts, argc, argv, &npos, &pos);
@@ -213,7 +215,7 @@ int main(int argc, char **argv) {
     free(R.ims); free(R.init.data);
     cd_free_strv(R.prompts, R.nprompts);
     cd_sched_free(&R.sch);
-    cd_unet_cuda_free(g_gpu);
+    cd_sampler_cuda_free(&g_gpu);
     cd_sampler_free(&R.s);
     cd_pipeline_free(&R.pipe);
     return 0;

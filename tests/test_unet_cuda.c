@@ -1,0 +1,317 @@
+// The GPU UNet forward (model/unet_cuda.h) against the CPU forward (model/unet.c): random
+// tiny models (head dims 8 on the unfused attention, 40 and 64 on the fused kernel), in fp32
+// (1e-4) and TF32 (3e-4 target, fails above 1e-3); the golden unet case of tiny-sd and tiny-sd2
+// (out within 1e-4 of the reference, first differing block named); the VAE decoder on the GPU
+// (model/vae_cuda.h) on the golden vae case (1e-4); the golden pipeline case with UNet and
+// decoder on the GPU (final latents and image within 1e-3). SKIP lines without a GPU or with CUDA=0.
+// Golden tests need the full build (cJSON); the minimal GPU-check build (bench/gpu-check.sh
+// without the -dev packages, CD_CJSON_STUB) skips them. Runs under `make test-cuda`.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tests/testlib.h"
+#include "model/unet.h"
+#include "model/unet_cuda.h"
+#include "model/tiny.h"
+#include "core/err.h"
+#ifndef CD_CJSON_STUB
+#include "model/pipeline.h"
+#include "model/sampler.h"
+#include "model/sampler_cuda.h"
+#include "model/vae_cuda.h"
+#include "core/json.h"
+#include "core/safetensors.h"
+#endif
+#ifdef CD_CUDA
+#include "kernels/kernels_cuda.h"
+#endif
+
+#define TOL32 1e-4
+#define TOLTF 1e-3
+
+#ifdef CD_CUDA
+// SD1.5's UNet config (as cd_unet_config_sd15; written here so that the minimal GPU-check
+// build, without model/unet_config.c and cJSON, has it too).
+static void sd15_config(cd_unet_config *c) {
+    memset(c, 0, sizeof *c);
+    c->in_channels = c->out_channels = 4;
+    c->nblocks = 4;
+    int bo[4] = {320, 640, 1280, 1280};
+    for (int i = 0; i < 4; i++) {
+        c->block_out[i] = bo[i]; c->heads[i] = 8; c->tlayers[i] = 1;
+        c->down_attn[i] = i < 3; c->up_attn[i] = i > 0;
+    }
+    c->layers_per_block = 2;
+    c->mid_attn = 1;
+    c->cross_dim = 768;
+    c->groups = 32;
+    c->eps = 1e-5f;
+    c->sample_size = 64;
+    c->flip_sin_to_cos = 1;
+    c->time_embed_dim = 1280;
+}
+
+// CPU vs GPU forward of a random model with config c at B x 4 x H x W, M context tokens.
+static void cpu_vs_gpu(const cd_unet_config *c, int B, int H, int W, int M, const char *what) {
+    cd_weights ws;
+    cd_weights_init(&ws, what);
+    cd_unet *u = NULL;
+    cd_unet_cuda *g = NULL;
+    CHECK_OK(cd_unet_new_random(&u, c, &ws, 7));
+    int64_t nx = (int64_t)B * c->in_channels * H * W, no = (int64_t)B * c->out_channels * H * W;
+    int64_t nc = (int64_t)B * M * c->cross_dim;
+    float *x = malloc(nx * 4), *ctx = malloc(nc * 4), *ref = malloc(no * 4), *got = malloc(no * 4);
+    float t[4] = {999.f, 17.f, 500.f, 1.f};
+    tl_rand(x, nx, 1);
+    tl_rand(ctx, nc, 2);
+    int ok = cd_unet_forward(u, ref, x, t, ctx, B, H, W, M, NULL, NULL) == 0;
+    if (ok) ok = cd_unet_cuda_new(&g, u, NULL) == 0;
+    double e32 = 1e9, etf = 1e9;
+    if (ok) {
+        cd_cuda_set_tf32(0);
+        for (int64_t i = 0; i < no; i++) got[i] = NAN;
+        if (!cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, NULL, NULL)) e32 = tl_relerr(got, ref, no);
+        // a second call reuses the planned arena
+        for (int64_t i = 0; i < no; i++) got[i] = NAN;
+        if (cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, NULL, NULL)) e32 = 1e9;
+        else if (tl_relerr(got, ref, no) > e32) e32 = tl_relerr(got, ref, no);
+        cd_cuda_set_tf32(1);
+        if (!cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, NULL, NULL)) etf = tl_relerr(got, ref, no);
+        cd_cuda_set_tf32(0);
+        printf("  info: %s: fp32 rel err %.2e (tol %.0e), tf32 %.2e (target 3e-4); weights %.1f MiB, arena %.1f MiB\n",
+               what, e32, TOL32, etf, cd_unet_cuda_weight_bytes(g) / 1048576.0, cd_unet_cuda_arena_bytes(g) / 1048576.0);
+    }
+    const char *msg = cd_errmsg();
+    cd_unet_cuda_free(g);
+    cd_unet_free(u);
+    cd_weights_free(&ws);
+    free(x); free(ctx); free(ref); free(got);
+    CHECKF(ok, "%s: %s", what, msg);
+    CHECKF(e32 <= TOL32, "%s: fp32 GPU vs CPU rel err %.3e > %.0e (%s)", what, e32, TOL32, cd_errmsg());
+    CHECKF(etf <= TOLTF, "%s: tf32 GPU vs CPU rel err %.3e > %.0e", what, etf, TOLTF);
+}
+
+// tiny-sd's shapes: 32/64/64/64, 8 heads (head dims 4 and 8: the unfused attention).
+TEST(unet_cuda_random_tiny) {
+    cd_unet_config c;   // as cd_tiny_unet_config
+    sd15_config(&c);
+    int bo[4] = {32, 64, 64, 64};
+    for (int i = 0; i < 4; i++) c.block_out[i] = bo[i];
+    c.cross_dim = 32;
+    c.sample_size = 16;
+    c.time_embed_dim = 4 * bo[0];
+    cpu_vs_gpu(&c, 2, 16, 16, 7, "random tiny-sd UNet");
+}
+
+// Head dims 40 and 64 (the fused attention kernel), linear projections, 2 transformer layers.
+TEST(unet_cuda_random_fused) {
+    cd_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_channels = c.out_channels = 4;
+    c.nblocks = 2;
+    c.block_out[0] = 80; c.block_out[1] = 128;
+    c.layers_per_block = 1;
+    c.down_attn[0] = 1; c.down_attn[1] = 0;
+    c.up_attn[0] = 0; c.up_attn[1] = 1;
+    c.mid_attn = 1;
+    c.heads[0] = 2; c.heads[1] = 2;          // head dims 40, 64
+    c.tlayers[0] = 2; c.tlayers[1] = 1;
+    c.cross_dim = 48;
+    c.groups = 16;
+    c.eps = 1e-5f;
+    c.linear_proj = 1;
+    c.sample_size = 16;
+    c.flip_sin_to_cos = 1;
+    c.freq_shift = 0;
+    c.time_embed_dim = 4 * 80;
+    cpu_vs_gpu(&c, 2, 16, 8, 9, "random UNet, head dims 40/64");
+}
+
+#ifndef CD_CJSON_STUB
+typedef struct { cd_st_file *f; double worst; char first[96]; } actcmp;
+static void on_act(void *ctx, const char *name, const float *d, int ndim, const int64_t *shape) {
+    actcmp *a = ctx;
+    char key[96];
+    snprintf(key, sizeof key, "act.%s", name);
+    const cd_st_tensor *t = cd_st_find(a->f, key);
+    if (!t) return;
+    float *ref = malloc(t->numel * sizeof(float));
+    cd_st_to_f32(t, ref);
+    double e = tl_relerr(d, ref, t->numel);
+    if (e > TOL32 && !a->first[0]) snprintf(a->first, sizeof a->first, "%s (%.2e)", name, e);
+    if (e > a->worst) a->worst = e;
+    free(ref);
+}
+
+// The golden unet case on the GPU: vs the reference out and vs the CPU forward.
+static void golden_unet(const char *set) {
+    if (!tl_golden()) return;
+    char *root = tl_golden_path(set);
+    char *model = cd_fmt("%s/model", root), *cases = cd_fmt("%s/cases/unet.safetensors", root);
+    cd_pipeline p;
+    cd_st_file f;
+    int loaded = cd_pipeline_load(&p, model, NULL, NULL, CD_LOAD_UNET) == 0;
+    int opened = loaded && cd_st_open(&f, cases) == 0;
+    free(root); free(model); free(cases);
+    CHECKF(loaded && opened, "%s: %s", set, cd_errmsg());
+    float *x = NULL, *t = NULL, *ctx = NULL, *ref = NULL;
+    int64_t nx, nt, nc, nr;
+    int ok = !cd_st_load_f32(&f, "sample", &x, &nx) && !cd_st_load_f32(&f, "timesteps", &t, &nt) &&
+             !cd_st_load_f32(&f, "encoder_hidden_states", &ctx, &nc) && !cd_st_load_f32(&f, "out", &ref, &nr);
+    double eg = 1e9, ec = 1e9;
+    actcmp a = {&f, 0, ""};
+    cd_unet_cuda *g = NULL;
+    if (ok) {
+        const cd_st_tensor *ts = cd_st_find(&f, "sample"), *cs = cd_st_find(&f, "encoder_hidden_states");
+        int B = ts->shape[0], H = ts->shape[2], W = ts->shape[3], M = cs->shape[1];
+        float *got = malloc(nr * 4), *cpu = malloc(nr * 4);
+        ok = cd_unet_cuda_new(&g, p.unet, NULL) == 0 &&
+             cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, on_act, &a) == 0 &&
+             cd_unet_forward(p.unet, cpu, x, t, ctx, B, H, W, M, NULL, NULL) == 0;
+        if (ok) { eg = tl_relerr(got, ref, nr); ec = tl_relerr(got, cpu, nr); }
+        printf("  info: %s unet case on the GPU: vs golden %.2e, vs CPU %.2e; worst block %.2e%s%s\n", set, eg, ec,
+               a.worst, a.first[0] ? ", first over 1e-4: " : "", a.first);
+        free(got); free(cpu);
+    }
+    const char *msg = cd_errmsg();
+    cd_unet_cuda_free(g);
+    free(x); free(t); free(ctx); free(ref);
+    cd_st_close(&f);
+    cd_pipeline_free(&p);
+    CHECKF(ok, "%s: %s", set, msg);
+    CHECKF(eg <= TOL32, "%s: GPU out vs golden rel err %.3e > 1e-4 (first block over: %s)", set, eg, a.first);
+    CHECKF(ec <= TOL32, "%s: GPU out vs CPU rel err %.3e > 1e-4", set, ec);
+}
+TEST(unet_cuda_golden_tiny_sd) { golden_unet("tiny-sd"); }
+TEST(unet_cuda_golden_tiny_sd2) { golden_unet("tiny-sd2"); }
+
+// The golden vae case's decoder half on the GPU: latent -> decoded within 1e-4.
+static void golden_vae(const char *set) {
+    if (!tl_golden()) return;
+    char *root = tl_golden_path(set);
+    char *model = cd_fmt("%s/model", root), *cases = cd_fmt("%s/cases/vae.safetensors", root);
+    cd_pipeline p;
+    cd_st_file f;
+    int loaded = cd_pipeline_load(&p, model, NULL, NULL, CD_LOAD_VAE_DECODER) == 0;
+    int opened = loaded && cd_st_open(&f, cases) == 0;
+    free(root); free(model); free(cases);
+    CHECKF(loaded && opened, "%s: %s", set, cd_errmsg());
+    float *z = NULL, *ref = NULL;
+    int64_t nz, nr;
+    double e = 1e9;
+    cd_vae_cuda *v = NULL;
+    int ok = !cd_st_load_f32(&f, "latent", &z, &nz) && !cd_st_load_f32(&f, "decoded", &ref, &nr);
+    if (ok) {
+        const cd_st_tensor *tl = cd_st_find(&f, "latent");
+        float *got = malloc(nr * 4);
+        ok = !cd_vae_cuda_new(&v, cd_vae_cfg(p.vae), &p.vae_w, NULL) &&
+             !cd_vae_cuda_decode(v, got, z, tl->shape[0], tl->shape[2], tl->shape[3]);
+        if (ok) e = tl_relerr(got, ref, nr);
+        if (ok) printf("  info: %s vae decode on the GPU: vs golden %.2e\n", set, e);
+        free(got);
+    }
+    const char *msg = cd_errmsg();
+    cd_vae_cuda_free(v);
+    free(z); free(ref);
+    cd_st_close(&f);
+    cd_pipeline_free(&p);
+    CHECKF(ok, "%s: %s", set, msg);
+    CHECKF(e <= TOL32, "%s: GPU decoded vs golden rel err %.3e > 1e-4", set, e);
+}
+TEST(vae_cuda_golden_tiny_sd) { golden_vae("tiny-sd"); }
+TEST(vae_cuda_golden_tiny_sd2) { golden_vae("tiny-sd2"); }
+
+// The golden pipeline case (prompt, CFG 6, DDIM 10 steps) with the UNet on the GPU.
+static void golden_pipeline(const char *set) {
+    if (!tl_golden()) return;
+    char *root = tl_golden_path(set);
+    char *model = cd_fmt("%s/model", root), *cases = cd_fmt("%s/cases/pipeline.safetensors", root);
+    char *js = cd_fmt("%s/cases/pipeline.json", root);
+    cd_pipeline p;
+    cd_st_file f;
+    cJSON *j = NULL;
+    int ok = cd_pipeline_load(&p, model, NULL, NULL, CD_LOAD_UNET | CD_LOAD_VAE_DECODER | CD_LOAD_TEXT | CD_LOAD_TOKENIZER) == 0;
+    int opened = ok && cd_st_open(&f, cases) == 0;
+    ok = opened && cd_json_load(js, &j) == 0;
+    free(root); free(model); free(cases); free(js);
+    if (!opened) { CHECKF(0, "%s: %s", set, cd_errmsg()); }
+    cd_sampler s;
+    cd_scheduler sch;
+    cd_sched_config sc;
+    cd_sched_kind kind;
+    cd_sampler_cuda g = {0};
+    memset(&sch, 0, sizeof sch);
+    memset(&s, 0, sizeof s);
+    float *lat = NULL, *want = NULL, *cond = NULL, *unc = NULL, *img = NULL, *wimg = NULL;
+    int64_t n = 0, nw = 0, ni = 0;
+    if (ok) ok = !cd_sampler_init(&s, &p) && !cd_sched_kind_parse(cd_json_str(j, "scheduler", "ddim"), &kind) &&
+                 !cd_sched_config_from_json(&sc, p.scheduler_config, "scheduler_config.json") &&
+                 !cd_sched_init(&sch, kind, &sc) && !cd_sched_set_timesteps(&sch, cd_json_int(j, "steps", 10));
+    sch.eta = cd_json_num(j, "eta", 0.0);
+    const cd_st_tensor *il = cd_st_find(&f, "init_latents");
+    if (ok) ok = il && il->ndim == 4 && !cd_st_load_f32(&f, "init_latents", &lat, &n) &&
+                 !cd_st_load_f32(&f, "final_latents", &want, &nw) && nw == n;
+    if (ok) {
+        cond = malloc(sizeof(float) * s.ctx_len * s.ctx_dim);
+        unc = malloc(sizeof(float) * s.ctx_len * s.ctx_dim);
+        ok = !cd_sampler_encode(&s, cd_json_str(j, "prompt", ""), cond) &&
+             !cd_sampler_encode(&s, cd_json_str(j, "negative_prompt", ""), unc) &&
+             !cd_sampler_cuda_init(&g, &s) &&
+             !cd_sampler_denoise_cuda(&s, g.unet, &sch, cond, unc, (float)cd_json_num(j, "guidance_scale", 6.0), lat,
+                                      (int)il->shape[2], (int)il->shape[3], NULL, NULL);
+    }
+    double e = ok ? tl_relerr(lat, want, n) : 1e9, ei = 1e9;
+    if (ok) {
+        int h = (int)il->shape[2], w = (int)il->shape[3];
+        img = malloc(sizeof(float) * 3 * (size_t)h * s.f * w * s.f);
+        ok = !cd_sampler_decode_cuda(&s, g.vae, lat, h, w, img, NULL) && !cd_st_load_f32(&f, "image", &wimg, &ni) &&
+             ni == 3LL * h * s.f * w * s.f;
+        if (ok) ei = tl_relerr(img, wimg, ni);
+    }
+    if (ok) printf("  info: %s pipeline case on the GPU: final_latents rel err %.2e, image %.2e (tol 1e-3)\n", set, e, ei);
+    const char *msg = cd_errmsg();
+    cd_sampler_cuda_free(&g);
+    free(lat); free(want); free(cond); free(unc); free(img); free(wimg);
+    cd_sched_free(&sch);
+    cd_sampler_free(&s);
+    cJSON_Delete(j);
+    cd_st_close(&f);
+    cd_pipeline_free(&p);
+    CHECKF(ok, "%s: %s", set, msg);
+    CHECKF(e <= 1e-3, "%s: final_latents rel err %.3e > 1e-3", set, e);
+    CHECKF(ei <= 1e-3, "%s: image (GPU VAE decode) rel err %.3e > 1e-3", set, ei);
+}
+TEST(sampler_cuda_golden_pipeline_tiny_sd) { golden_pipeline("tiny-sd"); }
+TEST(sampler_cuda_golden_pipeline_tiny_sd2) { golden_pipeline("tiny-sd2"); }
+#endif  // CD_CJSON_STUB
+#endif  // CD_CUDA
+
+#ifdef CD_CJSON_STUB
+#define GOLDEN_TESTS(X)
+#define GOLDEN_NAMES "unet_cuda_golden_tiny_sd unet_cuda_golden_tiny_sd2 vae_cuda_golden_tiny_sd vae_cuda_golden_tiny_sd2 sampler_cuda_golden_pipeline_tiny_sd sampler_cuda_golden_pipeline_tiny_sd2"
+#else
+#define GOLDEN_TESTS(X) X(unet_cuda_golden_tiny_sd) X(unet_cuda_golden_tiny_sd2) \
+    X(vae_cuda_golden_tiny_sd) X(vae_cuda_golden_tiny_sd2) \
+    X(sampler_cuda_golden_pipeline_tiny_sd) X(sampler_cuda_golden_pipeline_tiny_sd2)
+#define GOLDEN_NAMES ""
+#endif
+#define ALL_TESTS(X) X(unet_cuda_random_tiny) X(unet_cuda_random_fused) GOLDEN_TESTS(X)
+#define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
+#define RUN_ONE(t) RUN(t);
+
+int main(void) {
+    char why[256] = "built without CUDA (CUDA=0)";
+#ifdef CD_CUDA
+    if (cd_cuda_available(why, sizeof why)) {
+        char dev[256] = "?";
+        cd_cuda_device_name(dev, sizeof dev);
+        printf("  info: device %s\n", dev);
+        ALL_TESTS(RUN_ONE)
+        if (GOLDEN_NAMES[0]) printf("SKIP golden cases (%s): minimal build without cJSON\n", GOLDEN_NAMES);
+        return tl_done();
+    }
+#endif
+    ALL_TESTS(SKIP_ONE)
+    return 0;
+}
