@@ -64,25 +64,29 @@ void cd_http_response_free(cd_http_response *r) {
 
 // ---- address policy ----
 
-static int v4_refused(uint32_t a, int allow_loopback) {   // a in host order
+// `allow` is a mask: CD_ADDR_LOOPBACK admits loopback, CD_ADDR_PRIVATE admits the
+// private ranges (RFC 1918, CGNAT, IPv6 ULA). Link-local (cloud metadata) is never admitted.
+static int v4_refused(uint32_t a, int allow) {   // a in host order
     uint8_t b0 = a >> 24, b1 = (a >> 16) & 255, b2 = (a >> 8) & 255;
-    if (b0 == 127) return !allow_loopback;                // loopback
-    if (b0 == 0 || b0 == 10) return 1;                    // "this network", private
-    if (b0 == 100 && (b1 & 0xC0) == 64) return 1;         // 100.64/10 shared (CGNAT)
+    int priv = !(allow & CD_ADDR_PRIVATE);
+    if (b0 == 127) return !(allow & CD_ADDR_LOOPBACK);    // loopback
+    if (b0 == 0) return 1;                                // "this network"
+    if (b0 == 10) return priv;                            // 10/8 private
+    if (b0 == 100 && (b1 & 0xC0) == 64) return priv;      // 100.64/10 shared (CGNAT)
     if (b0 == 169 && b1 == 254) return 1;                 // link-local (cloud metadata)
-    if (b0 == 172 && (b1 & 0xF0) == 16) return 1;         // 172.16/12
-    if (b0 == 192 && b1 == 168) return 1;                 // 192.168/16
+    if (b0 == 172 && (b1 & 0xF0) == 16) return priv;      // 172.16/12
+    if (b0 == 192 && b1 == 168) return priv;              // 192.168/16
     if (b0 == 192 && b1 == 0 && b2 == 0) return 1;        // 192.0.0/24 IETF
     if (b0 == 198 && (b1 & 0xFE) == 18) return 1;         // 198.18/15 benchmarking
     if (b0 >= 224) return 1;                              // multicast, reserved, broadcast
     return 0;
 }
 
-int cd_http_addr_refused(const struct sockaddr *sa, int allow_loopback) {
+int cd_http_addr_refused(const struct sockaddr *sa, int allow) {
     if (!sa) return 1;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
-        return v4_refused(ntohl(s->sin_addr.s_addr), allow_loopback);
+        return v4_refused(ntohl(s->sin_addr.s_addr), allow);
     }
     if (sa->sa_family != AF_INET6) return 1;               // unix sockets etc.
     const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
@@ -90,16 +94,16 @@ int cd_http_addr_refused(const struct sockaddr *sa, int allow_loopback) {
     int first10_zero = memcmp(a, zero10, 10) == 0;
     uint32_t v4 = ((uint32_t)a[12] << 24) | ((uint32_t)a[13] << 16) | ((uint32_t)a[14] << 8) | a[15];
     if (first10_zero && a[10] == 0xff && a[11] == 0xff)    // ::ffff:a.b.c.d (v4-mapped)
-        return v4_refused(v4, allow_loopback);
+        return v4_refused(v4, allow);
     if (first10_zero && a[10] == 0 && a[11] == 0) {        // ::, ::1, ::a.b.c.d (compat)
         int i, rest_zero = 1;
         for (i = 12; i < 15; i++) if (a[i]) rest_zero = 0;
-        if (rest_zero && a[15] == 1) return !allow_loopback;   // ::1
+        if (rest_zero && a[15] == 1) return !(allow & CD_ADDR_LOOPBACK);   // ::1
         return 1;                                           // :: and deprecated compat
     }
     if (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b)   // 64:ff9b::/96 NAT64
-        return v4_refused(v4, allow_loopback);
-    if ((a[0] & 0xFE) == 0xFC) return 1;                   // fc00::/7 unique local
+        return v4_refused(v4, allow);
+    if ((a[0] & 0xFE) == 0xFC) return !(allow & CD_ADDR_PRIVATE);   // fc00::/7 unique local
     if (a[0] == 0xFE && (a[1] & 0xC0) == 0x80) return 1;   // fe80::/10 link-local
     if (a[0] == 0xFE && (a[1] & 0xC0) == 0xC0) return 1;   // fec0::/10 site-local (old)
     if (a[0] == 0xFF) return 1;                            // multicast
@@ -225,7 +229,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
 
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
     cd_xfer *x = ud;
-    if (cd_http_addr_refused(&a->addr, x->o->allow_loopback)) {
+    if (cd_http_addr_refused(&a->addr, (x->o->allow_loopback ? CD_ADDR_LOOPBACK : 0) |
+                                         (x->o->allow_private ? CD_ADDR_PRIVATE : 0))) {
         x->refused = 1;
         char host[INET6_ADDRSTRLEN] = "?";
         if (a->family == AF_INET)

@@ -38,6 +38,8 @@ typedef struct {
     int64_t max_bytes;          // body cap in bytes (default 20 MB = 20*1024*1024)
     int max_redirects;          // default 5
     int allow_loopback;         // admit 127.0.0.0/8 and ::1 (tests, demo)
+    int allow_private;          // admit private ranges (10/8, 172.16/12, 192.168/16, CGNAT,
+                                // fc00::/7): for endpoints the user names (a LAN back end)
     int allow_file_urls;        // admit file:// URLs
     int honour_robots;          // X-Robots-Tag opt-outs (default 1)
     const char *robots_token;   // our token in "token: noai" forms (default "customdiff")
@@ -121,7 +123,10 @@ void cd_http_get_counters(const cd_http *h, cd_http_counters *c);
 
 // Address policy used at connect time (exposed for tests): 1 when sa must be refused.
 struct sockaddr;
-int cd_http_addr_refused(const struct sockaddr *sa, int allow_loopback);
+#define CD_ADDR_LOOPBACK 1
+#define CD_ADDR_PRIVATE 2
+// Is this address refused under the `allow` mask (CD_ADDR_*)? Link-local never passes.
+int cd_http_addr_refused(const struct sockaddr *sa, int allow);
 // Parse Retry-After (delta seconds or an HTTP date); -1 when unparsable.
 double cd_http_parse_retry_after(const char *v);
 // X-Robots-Tag check on one header value: 1 when it opts out for token (img2dataset rules).

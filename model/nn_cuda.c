@@ -38,11 +38,34 @@ int nn_dev_upload(nn_dev *g, cd_weights *ws, const char *what) {
         float *d = (float *)(g->wbuf + off);
         if (cd_cuda_memcpy_h2d(d, w->data, (size_t)w->numel * sizeof(float), g->st))
             return cd_err("%s cuda: uploading '%s' failed", what, w->name);
-        g->map[g->nmap++] = (nn_dmap){w->data, w->numel, d};
+        g->map[g->nmap++] = (nn_dmap){w->data, w->numel, d, NULL};
         off += ALIGN(w->numel * sizeof(float));
     }
     qsort(g->map, g->nmap, sizeof *g->map, cmp_map);
     if (cd_cuda_sync(g->st) || cd_cuda_status()) return cd_err("%s cuda: weight upload failed", what);
+    if (g->bf16) { g->bf16 = 0; return nn_dev_set_bf16(g, 1); }   // fresh bf16 copies
+    return 0;
+}
+
+// bf16 copies of every uploaded tensor, converted on the device.
+int nn_dev_set_bf16(nn_dev *g, int on) {
+    if (!on || g->bf16) { g->bf16 = on; return 0; }
+    size_t total = 0;
+    for (int i = 0; i < g->nmap; i++) total += ALIGN(g->map[i].n * sizeof(uint16_t));
+    if (total > g->wbytes16) {
+        cd_cuda_free(g->wbuf16);
+        g->wbuf16 = cd_cuda_malloc(total ? total : 256);
+        g->wbytes16 = g->wbuf16 ? total : 0;
+        if (!g->wbuf16) return cd_err("cuda: cannot allocate %.2f GiB for bf16 weights", total / 1073741824.0);
+    }
+    size_t off = 0;
+    for (int i = 0; i < g->nmap; i++) {
+        g->map[i].b = (uint16_t *)(g->wbuf16 + off);
+        cd_cuda_f32_to_bf16(g->map[i].b, g->map[i].d, g->map[i].n, g->st);
+        off += ALIGN(g->map[i].n * sizeof(uint16_t));
+    }
+    if (cd_cuda_sync(g->st) || cd_cuda_status()) return cd_err("cuda: bf16 weight conversion failed");
+    g->bf16 = 1;
     return 0;
 }
 
@@ -51,23 +74,32 @@ void nn_dev_free(nn_dev *g) {
     for (int j = 0; j < g->nc; j++) cd_cuda_free(g->c[j].base);
     free(g->c);
     cd_cuda_free(g->wbuf);
+    cd_cuda_free(g->wbuf16);
     free(g->map);
     memset(g, 0, sizeof *g);
 }
 
-const float *nn_dw(nn_dev *g, const float *h) {
-    if (!h) return NULL;
+static const nn_dmap *find(nn_dev *g, const float *h) {
     int lo = 0, hi = g->nmap - 1;
     while (lo <= hi) {
         int m = (lo + hi) / 2;
         const nn_dmap *e = &g->map[m];
         if (h < e->h) hi = m - 1;
         else if (h >= e->h + e->n) lo = m + 1;
-        else return e->d + (h - e->h);
+        else return e;
     }
     if (!g->err) cd_err("cuda: a weight of the model is not among the uploaded tensors (rebound without uploading again?)");
     g->err = 1;
     return NULL;
+}
+const float *nn_dw(nn_dev *g, const float *h) {
+    const nn_dmap *e = h ? find(g, h) : NULL;
+    return e ? e->d + (h - e->h) : NULL;
+}
+// bf16 copy of a weight (bf16 mode only).
+static const uint16_t *dw16(nn_dev *g, const float *h) {
+    const nn_dmap *e = h ? find(g, h) : NULL;
+    return e && e->b ? e->b + (h - e->h) : NULL;
 }
 
 // ---- arena -------------------------------------------------------------------------------
@@ -113,15 +145,42 @@ int64_t nn_dev_arena_bytes(const nn_dev *g) {
 #define DA(p, n) float *p = nn_da(g, (n)); if (!p) { nn_drelease(g, m0); return; }
 
 // ---- layers ------------------------------------------------------------------------------
+// n fp32 values -> a bf16 arena copy (NULL on failure)
+static uint16_t *to_bf16(nn_dev *g, const float *x, int64_t n) {
+    uint16_t *b = (uint16_t *)nn_da(g, (n + 1) / 2);
+    if (b) cd_cuda_f32_to_bf16(b, x, n, g->st);
+    return b;
+}
+
 void nn_dconv(nn_dev *g, const nn_conv *c, float *y, const float *x, int B, int H, int W) {
     int ho = (H + 2 * c->p - c->k) / c->s + 1, wo = (W + 2 * c->p - c->k) / c->s + 1;
     g->flops += 2.0 * B * c->cout * ho * wo * c->cin * c->k * c->k;
-    cd_cuda_conv2d_fwd(y, x, nn_dw(g, c->w), nn_dw(g, c->b), B, c->cin, H, W, c->cout, c->k, c->s, c->p, g->st);
+    if (!g->bf16) {
+        cd_cuda_conv2d_fwd(y, x, nn_dw(g, c->w), nn_dw(g, c->b), B, c->cin, H, W, c->cout, c->k, c->s, c->p, g->st);
+        return;
+    }
+    nn_dmark m0 = nn_dmark_get(g);
+    int64_t ny = (int64_t)B * c->cout * ho * wo;
+    uint16_t *xb = to_bf16(g, x, (int64_t)B * c->cin * H * W), *yb = (uint16_t *)nn_da(g, (ny + 1) / 2);
+    if (yb) {
+        cd_cuda_conv2d_fwd_bf16(yb, xb, dw16(g, c->w), nn_dw(g, c->b), B, c->cin, H, W, c->cout, c->k, c->s, c->p, g->st);
+        cd_cuda_bf16_to_f32(y, yb, ny, g->st);
+    }
+    nn_drelease(g, m0);
 }
-void nn_dlin(nn_dev *g, const nn_lin *l, float *y, const float *x, int n) {
+// y = x W^T (+ bias): fp32, or bf16 inputs with fp32 y.
+static void lin_w(nn_dev *g, const nn_lin *l, float *y, const float *x, int n, const float *bias) {
     g->flops += 2.0 * n * l->in * l->out;
-    cd_cuda_linear_fwd(y, x, nn_dw(g, l->w), nn_dw(g, l->b), n, l->in, l->out, g->st);
+    if (!g->bf16) {
+        cd_cuda_linear_fwd(y, x, nn_dw(g, l->w), nn_dw(g, bias), n, l->in, l->out, g->st);
+        return;
+    }
+    nn_dmark m0 = nn_dmark_get(g);
+    uint16_t *xb = to_bf16(g, x, (int64_t)n * l->in);
+    if (xb) cd_cuda_linear_fwd_bf16(y, xb, dw16(g, l->w), nn_dw(g, bias), n, l->in, l->out, g->st);
+    nn_drelease(g, m0);
 }
+void nn_dlin(nn_dev *g, const nn_lin *l, float *y, const float *x, int n) { lin_w(g, l, y, x, n, l->b); }
 void nn_dgn(nn_dev *g, const nn_gn *n, float *y, const float *x, int B, int hw, int silu) {
     nn_dmark m0 = nn_dmark_get(g);
     DA(mr, 2 * B * n->groups);
@@ -164,11 +223,33 @@ void nn_dresnet(nn_dev *g, const nn_resnet *r, float *y, const float *x, const f
 
 static int fused_dim(int d) { return d == 40 || d == 64 || d == 80 || d == 160; }
 
-void nn_dattn(nn_dev *g, const nn_attn *a, float *y, const float *x, const float *ctx, int B,
-              int N, int M) {
+// bf16 attention: q, k, v projections straight to bf16, the tensor-core kernel, bf16 out.
+static void attn_bf16(nn_dev *g, const nn_attn *a, float *y, const float *x, const float *ctx,
+                      int B, int N, int M) {
     nn_dmark m0 = nn_dmark_get(g);
     int C = a->heads * a->dim;
+    int64_t nq = (int64_t)B * N * C, nk = (int64_t)B * M * C;
+    uint16_t *xb = to_bf16(g, x, (int64_t)B * N * a->q.in);
+    uint16_t *cb = ctx == x ? xb : to_bf16(g, ctx, (int64_t)B * M * a->k.in);
+    uint16_t *Q = (uint16_t *)nn_da(g, (nq + 1) / 2), *K = (uint16_t *)nn_da(g, (nk + 1) / 2);
+    uint16_t *V = (uint16_t *)nn_da(g, (nk + 1) / 2), *O = (uint16_t *)nn_da(g, (nq + 1) / 2);
+    if (!O || !cb) { nn_drelease(g, m0); return; }
+    g->flops += 2.0 * (B * N) * a->q.in * C + 4.0 * (B * M) * a->k.in * C + 4.0 * B * a->heads * N * M * a->dim;
+    cd_cuda_linear_fwd_bf16_out(Q, xb, dw16(g, a->q.w), nn_dw(g, a->q.b), B * N, a->q.in, C, g->st);
+    cd_cuda_linear_fwd_bf16_out(K, cb, dw16(g, a->k.w), nn_dw(g, a->k.b), B * M, a->k.in, C, g->st);
+    cd_cuda_linear_fwd_bf16_out(V, cb, dw16(g, a->v.w), nn_dw(g, a->v.b), B * M, a->v.in, C, g->st);
+    cd_cuda_attention_fwd_bf16(O, 1, NULL, Q, K, V, B, a->heads, N, M, a->dim, 1.f / sqrtf((float)a->dim), g->st);
+    g->flops += 2.0 * (B * N) * C * a->o.out;
+    cd_cuda_linear_fwd_bf16(y, O, dw16(g, a->o.w), nn_dw(g, a->o.b), B * N, C, a->o.out, g->st);
+    nn_drelease(g, m0);
+}
+
+void nn_dattn(nn_dev *g, const nn_attn *a, float *y, const float *x, const float *ctx, int B,
+              int N, int M) {
     if (!ctx) { ctx = x; M = N; }
+    if (g->bf16 && fused_dim(a->dim)) { attn_bf16(g, a, y, x, ctx, B, N, M); return; }
+    nn_dmark m0 = nn_dmark_get(g);
+    int C = a->heads * a->dim;
     DA(Q, (int64_t)B * N * C);
     DA(K, (int64_t)B * M * C);
     DA(V, (int64_t)B * M * C);
@@ -201,9 +282,7 @@ static void tblock(nn_dev *g, const nn_tblock *t, float *out, const float *h0, c
     nn_dattn(g, &t->a2, a, l, ctx, B, N, M);
     cd_cuda_add(h2, h1, a, nc, g->st);
     nn_dln(g, &t->n3, l, h2, (int)n);
-    // ff.net.0.proj without its bias, folded into the GEGLU
-    g->flops += 2.0 * n * t->ff1.in * t->ff1.out;
-    cd_cuda_linear_fwd(f, l, nn_dw(g, t->ff1.w), NULL, (int)n, t->ff1.in, t->ff1.out, g->st);
+    lin_w(g, &t->ff1, f, l, (int)n, NULL);   // ff.net.0.proj's bias is folded into the GEGLU
     cd_cuda_bias_geglu_fwd(gg, f, nn_dw(g, t->ff1.b), n, 4 * C, g->st);
     nn_dlin(g, &t->ff2, a, gg, (int)n);
     cd_cuda_add(out, h2, a, nc, g->st);

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include "model/nn.h"
 
-typedef struct { const float *h; int64_t n; float *d; } nn_dmap;
+typedef struct { const float *h; int64_t n; float *d; uint16_t *b; } nn_dmap;   // b: bf16 copy
 typedef struct { char *base; size_t size, used; } nn_dchunk;
 typedef struct { int c; size_t used; } nn_dmark;
 
@@ -23,6 +23,9 @@ typedef struct {
     int nmap;
     nn_dchunk *c;          // activation arena
     int nc, cur;
+    int bf16;              // GEMMs, convolutions and attention in bf16 (fp32 accumulate)
+    char *wbuf16;          // bf16 copies of the weights (bf16 mode)
+    size_t wbytes16;
     int err;               // sticky for one forward: a weight not uploaded or out of memory
     double flops;          // FLOPs of GEMMs, convolutions and attention since nn_dev_begin
 } nn_dev;
@@ -30,6 +33,10 @@ typedef struct {
 // Upload every tensor of ws (again: after the host weights changed).
 int nn_dev_upload(nn_dev *g, cd_weights *ws, const char *what);
 void nn_dev_free(nn_dev *g);
+// bf16 mode: activations stay fp32 between layers; each GEMM, convolution and attention
+// rounds its inputs (and the weights: bf16 copies made here) to bf16 and accumulates in fp32
+// (tensor cores). Attention head dims other than 40/64/80/160 stay fp32.
+int nn_dev_set_bf16(nn_dev *g, int on);
 // Start a forward: arena reset, error flag and FLOP count cleared.
 void nn_dev_begin(nn_dev *g);
 const float *nn_dw(nn_dev *g, const float *host);   // device copy of a weight (NULL stays NULL)

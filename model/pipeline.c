@@ -148,6 +148,12 @@ static cJSON *default_scheduler(int family) {
 static int weights_file(const char *dir, const char *sub, const char *name, char **out) {
     char *d = cd_path_join(dir, sub);
     char *p = cd_path_join(d, name);
+    if (!cd_path_exists(p)) {   // the fp16 variant diffusers writes with variant="fp16"
+        size_t l = strlen(p) - strlen(".safetensors");
+        char *v16 = cd_fmt("%.*s.fp16.safetensors", (int)l, p);
+        if (cd_path_exists(v16)) { free(p); p = v16; }
+        else free(v16);
+    }
     if (!cd_path_exists(p)) {
         char *alt = cd_fmt("%s/%s", d, !strcmp(name, "model.safetensors") ? "pytorch_model.bin" : "diffusion_pytorch_model.bin");
         int has_bin = cd_path_exists(alt);

@@ -85,7 +85,8 @@ int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out) {
     o.retries = 0;                 // retried here, also for bodies that are not JSON
     o.timeout_s = R->timeout_s > 0 ? R->timeout_s : 60;
     o.connect_timeout_s = o.timeout_s < 10 ? o.timeout_s : 10;
-    o.allow_loopback = 1;          // the user named this endpoint (a self-hosted back end)
+    o.allow_loopback = 1;          // the user named this endpoint (a self-hosted back end,
+    o.allow_private = 1;           // on this machine or the LAN); link-local stays refused
     o.honour_robots = 0;
     o.max_bytes = (int64_t)256 << 20;
     char *url = knn_url(R->endpoint), *body = request_body(R, text, k);

@@ -77,6 +77,21 @@ TEST(address_policy) {
         CHECKF(cd_http_addr_refused((struct sockaddr *)&s, 0) == v6[i].refused, "%s", v6[i].a);
         CHECKF(cd_http_addr_refused((struct sockaddr *)&s, 1) == v6[i].refused_loop_ok, "%s (loopback allowed)", v6[i].a);
     }
+    // Private ranges admitted only with CD_ADDR_PRIVATE (a LAN back end the user names);
+    // link-local (cloud metadata) and multicast never.
+    struct { const char *a; int refused_private_ok; } pv[] = {
+        {"10.0.0.1", 0}, {"172.16.5.4", 0}, {"192.168.1.1", 0}, {"100.64.0.1", 0},
+        {"169.254.169.254", 1}, {"224.0.0.1", 1}, {"0.0.0.0", 1}, {"127.0.0.1", 1}};
+    for (size_t i = 0; i < sizeof pv / sizeof *pv; i++) {
+        struct sockaddr_in s = {.sin_family = AF_INET};
+        inet_pton(AF_INET, pv[i].a, &s.sin_addr);
+        CHECKF(cd_http_addr_refused((struct sockaddr *)&s, CD_ADDR_PRIVATE) == pv[i].refused_private_ok, "%s (private allowed)", pv[i].a);
+    }
+    struct sockaddr_in6 u = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "fd00::1", &u.sin6_addr);
+    CHECK(!cd_http_addr_refused((struct sockaddr *)&u, CD_ADDR_PRIVATE));
+    inet_pton(AF_INET6, "fe80::1", &u.sin6_addr);
+    CHECK(cd_http_addr_refused((struct sockaddr *)&u, CD_ADDR_PRIVATE | CD_ADDR_LOOPBACK));
 }
 
 TEST(robots_and_retry_after_parsing) {
