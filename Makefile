@@ -12,6 +12,7 @@ CXXFLAGS += -std=c++17 -I. -MMD -MP
 LDLIBS  := -lcurl -llmdb -lturbojpeg -lpng -lwebp -lwebpdemux -lcjson -lutf8proc -lmicrohttpd \
            -l:libfaiss.a -llapacke -lopenblas -llapack -lstdc++ -lgomp -lpthread -lm
 VERSION := 0.1.0
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CFLAGS  += -DCD_VERSION=\"$(VERSION)\"
 
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -99,15 +100,15 @@ $(BUILD)/tests/httpd: $(BUILD)/obj/tests/tools/httpd_main.o $(BUILD)/obj/tests/h
 
 # make test: everything that needs no GPU; ends with "N passed, N failed".
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) all
 	@BUILD=$(BUILD) ./tests/run.sh
 
 test-cuda: deps
-	@$(MAKE) --no-print-directory CUDA=1 all
+	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 all
 	@BUILD=$(BUILD) CD_DEVICE=cuda ./tests/run.sh cuda
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan CUDA=0 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" all
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan CUDA=0 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" all
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=0 ./tests/run.sh
 
 fuzz: deps
@@ -117,7 +118,7 @@ bench: all
 	@./bench/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) all
 	@BUILD=$(BUILD) ./tools/demo.sh
 
 clean:

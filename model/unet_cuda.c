@@ -157,6 +157,7 @@ static void forward(cd_unet_cuda *U, float *out, const float *x, const float *t,
 
 // ---- API -----------------------------------------------------------------------------------
 int cd_unet_cuda_upload(cd_unet_cuda *U) { return nn_dev_upload(&U->d, U->u->ws, "unet"); }
+int cd_unet_cuda_set_bf16(cd_unet_cuda *U, int on) { return nn_dev_set_bf16(&U->d, on); }
 
 int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream) {
     char why[256] = "";
@@ -231,6 +232,7 @@ struct cd_unet_cuda { int unused; };
 int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream) { *out = NULL; return NOCUDA; }
 void cd_unet_cuda_free(cd_unet_cuda *g) { (void)g; }
 int cd_unet_cuda_upload(cd_unet_cuda *g) { return NOCUDA; }
+int cd_unet_cuda_set_bf16(cd_unet_cuda *g, int on) { return NOCUDA; }
 int cd_unet_cuda_forward(cd_unet_cuda *g, float *out, const float *x, const float *t,
                          const float *ctx, int B, int H, int W, int Nctx, cd_unet_act_fn acts,
                          void *act_ctx) { return NOCUDA; }
