@@ -1,7 +1,7 @@
 // The real UNet forward on the GPU (model/unet_cuda.c, the model's own walk, not a proxy) at
 // SD1.5's shape with random weights from SD1.5's config: batch 2 (one classifier-free-guidance
 // step), 4x64x64 latents (512x512 images), 77x768 context. Prints ms per forward and TFLOP/s in
-// fp32 and TF32, then sampling it/s at 512 with CFG: per step the latents go up, the UNet runs
+// fp32, TF32 and bf16 (cd_unet_cuda_set_bf16), then sampling it/s at 512 with CFG: per step the latents go up, the UNet runs
 // on the batch [uncond, cond], eps comes back, guidance and a DDIM-style update run on the CPU
 // (what model/sampler_cuda.c does per step). Built by make (CUDA=0: prints why it is skipped)
 // and by bench/gpu-check.sh's minimal build (no cJSON needed).
@@ -113,15 +113,19 @@ int main(int argc, char **argv) {
     printf("| UNet forward (model/unet_cuda.c, SD1.5, B2 4x64x64, ctx 77x768) | ms | TFLOP/s | CFG it/s at 512 (%d steps, incl. copies + CPU step) |\n", steps);
     printf("|---|---|---|---|\n");
     int rc = 0;
-    for (int tf = 0; tf < 2; tf++) {
-        cd_cuda_set_tf32(tf);
+    const char *mode[3] = {"fp32", "tf32", "bf16 (fp32 activations, bf16 weights + tensor cores)"};
+    for (int m = 0; m < 3; m++) {
+        cd_cuda_set_tf32(m == 1);
+        if (m == 2 && cd_unet_cuda_set_bf16(g, 1)) { printf("| %s | FAILED: %s | | |\n", mode[m], cd_errmsg()); rc = 1; break; }
         double ms = time_forward(g, dout, dx, dt, dc, iters);
         double its = ms > 0 ? sampling_its(g, dout, dx, dt, dc, steps) : -1;
-        if (ms <= 0 || its <= 0) { printf("| %s | FAILED: %s | | |\n", tf ? "tf32" : "fp32", cd_errmsg()); rc = 1; continue; }
+        if (ms <= 0 || its <= 0) { printf("| %s | FAILED: %s | | |\n", mode[m], cd_errmsg()); rc = 1; continue; }
         double fl = cd_unet_cuda_flops(g);
-        printf("| %s | %.1f | %.1f (%.3f TFLOP per forward) | %.2f |\n", tf ? "tf32" : "fp32", ms, fl / ms / 1e9, fl / 1e12, its);
+        printf("| %s | %.1f | %.1f (%.3f TFLOP per forward) | %.2f |\n", mode[m], ms, fl / ms / 1e9, fl / 1e12, its);
+        fflush(stdout);
     }
     cd_cuda_set_tf32(0);
+    cd_unet_cuda_set_bf16(g, 0);
     size_t used = 0, tot = 0;
     cd_cuda_mem_info(&used, &tot);
     printf("activation arena %.2f GiB; device memory in use %.1f of %.1f GiB\n",

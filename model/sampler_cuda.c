@@ -73,6 +73,13 @@ int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s) {
         cd_sampler_cuda_free(g);
         return -1;
     }
+    const char *prec = getenv("CD_CUDA_PRECISION");
+    if (prec && *prec && strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16")) {
+        cd_sampler_cuda_free(g);
+        return cd_err("CD_CUDA_PRECISION=%s: expected fp32, tf32 or bf16", prec);
+    }
+    cd_cuda_set_tf32(prec && !strcmp(prec, "tf32"));
+    if (prec && !strcmp(prec, "bf16") && cd_unet_cuda_set_bf16(g->unet, 1)) { cd_sampler_cuda_free(g); return -1; }
     return 0;
 }
 

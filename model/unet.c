@@ -354,10 +354,8 @@ static void setup_attn(cd_unet *u, nn_attn *a, const char *prefix, void *ctx) {
 }
 
 static void apply_train_mode(cd_unet *u) {
-    int keep = u->nparams;
     u->nparams = 0;   // re-walk in the same order, reusing gradient buffers
     visit_attn2(u, setup_attn, NULL);
-    (void)keep;
 }
 
 int cd_unet_set_train(cd_unet *u, int mode, cd_param **params, int *nparams) {

@@ -371,6 +371,77 @@ static void text_single_file(const char *set) {
     CHECKF(e < 1e-4, "%s text encoder from the single file: rel err %.3e", set, e);
     CHECKF(nunk == 0, "%d unknown tensors", nunk);
 }
+// A native OpenCLIP layout (transformer.resblocks.*, token_embedding, positional_embedding,
+// ln_final, text_projection, one extra last layer that SD2 skips) built from tiny-sd2's
+// single file must give the same golden text encoder output.
+TEST(golden_text_single_file_openclip_native) {
+    if (!tl_golden()) return;
+    char *sf = tl_golden_path("tiny-sd2/single_file.safetensors");
+    cd_st_file f;
+    CHECK_OK(cd_st_open(&f, sf));
+    free(sf);
+    char *dir = tl_tmpdir("openclip_native"), *out = cd_path_join(dir, "native.safetensors");
+    cd_st_writer *w = cd_st_writer_new();
+    const char *P = "cond_stage_model.model.";
+    for (int i = 0; i < f.n; i++) {
+        const cd_st_tensor *t = &f.t[i];
+        float *d = malloc(t->numel * 4);
+        cd_st_to_f32(t, d);
+        const char *k = t->name;
+        char *nk = NULL;
+        if (!strncmp(k, P, strlen(P))) {
+            const char *r = k + strlen(P);
+            if (!strcmp(r, "text_model.embeddings.token_embedding.weight")) nk = cd_fmt("%stoken_embedding.weight", P);
+            else if (!strcmp(r, "text_model.embeddings.position_embedding.weight")) nk = cd_fmt("%spositional_embedding", P);
+            else if (!strncmp(r, "text_model.final_layer_norm.", 28)) nk = cd_fmt("%sln_final.%s", P, r + 28);
+            else if (!strncmp(r, "resblocks.", 10)) {
+                nk = cd_fmt("%stransformer.%s", P, r);
+                if (!strncmp(r, "resblocks.1.", 12)) {   // an extra last layer (skipped: penultimate)
+                    char *extra = cd_fmt("%stransformer.resblocks.2.%s", P, r + 12);
+                    cd_st_writer_add_f32(w, extra, CD_F16, t->ndim, t->shape, d);
+                    free(extra);
+                }
+            }
+        }
+        cd_st_writer_add_f32(w, nk ? nk : k, t->dtype, t->ndim, t->shape, d);
+        free(nk);
+        free(d);
+    }
+    int64_t ps[2] = {32, 32};
+    float proj[32 * 32] = {0};
+    char *pk = cd_fmt("%stext_projection", P);
+    cd_st_writer_add_f32(w, pk, CD_F32, 2, ps, proj);
+    free(pk);
+    cd_st_close(&f);
+    CHECK_OK(cd_st_writer_save(w, out));
+    cd_st_writer_free(w);
+    char *root = tl_golden_path("tiny-sd2");
+    char *tok = cd_fmt("%s/model/tokenizer", root), *cases = cd_fmt("%s/cases/text_encoder.safetensors", root);
+    free(root);
+    cd_pipeline p;
+    cd_errclear();
+    int rc = cd_pipeline_load(&p, out, tok, NULL, CD_LOAD_TEXT);
+    free(tok); free(out); free(dir);
+    if (rc) { free(cases); CHECKF(0, "load: %s", cd_errmsg()); }
+    float *ids = NULL, *ref = NULL;
+    int64_t ni, nr;
+    rc = cd_st_open(&f, cases) || cd_st_load_f32(&f, "input_ids", &ids, &ni) || cd_st_load_f32(&f, "last_hidden_state", &ref, &nr);
+    free(cases);
+    CHECKF(rc == 0, "%s", cd_errmsg());
+    int32_t *iid = malloc(ni * sizeof(int32_t));
+    for (int64_t i = 0; i < ni; i++) iid[i] = (int32_t)ids[i];
+    float *hid = malloc(nr * 4);
+    rc = cd_clip_text_forward(&p.text, iid, (int)(ni / 77), 77, hid, NULL);
+    double e = rc ? 1e9 : tl_relerr(hid, ref, nr);
+    int nunk = p.nunknown, layers = p.text.cfg.layers;
+    free(iid); free(hid); free(ids); free(ref);
+    cd_st_close(&f);
+    cd_pipeline_free(&p);
+    CHECKF(layers == 2, "%d text layers, expected 2 (penultimate of 3)", layers);
+    CHECKF(e < 1e-4, "native OpenCLIP text encoder rel err %.3e", e);
+    CHECKF(nunk == 0, "%d unknown tensors", nunk);
+}
+
 TEST(golden_text_single_file_v1) { text_single_file("tiny-sd"); }
 TEST(golden_text_single_file_v2) { text_single_file("tiny-sd2"); }
 
@@ -382,6 +453,7 @@ int main(void) {
     RUN(golden_single_file_inferred_config);
     RUN(golden_text_single_file_v1);
     RUN(golden_text_single_file_v2);
+    RUN(golden_text_single_file_openclip_native);
     RUN(unet_backward_finite_differences);
     RUN(loader_ok_small_model_fp16);
     RUN(loader_missing_tensor);

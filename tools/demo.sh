@@ -13,6 +13,9 @@ B=$BUILD/bin
 D=$BUILD/demo
 RES=64
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -q ' avx512f' /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SkylakeX   # see README: OpenBLAS 0.3.21 misdetects some AVX-512 CPUs
+fi
 rm -rf "$D"; mkdir -p "$D"
 step() { echo; echo "== $*"; }
 
