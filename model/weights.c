@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 void cd_weights_init(cd_weights *ws, const char *what) {
     memset(ws, 0, sizeof *ws);
@@ -28,6 +30,15 @@ static cd_weight *push(cd_weights *ws) {
     cd_weight *w = &ws->w[ws->n++];
     memset(w, 0, sizeof *w);
     return w;
+}
+
+// A converted tensor's file pages are not needed any more: let the kernel drop them, so
+// loading an fp16 file peaks near the fp32 size instead of fp32 + fp16 (the map is
+// private and read-only; pages touched again are simply re-read from the file).
+static void drop_pages(const void *p, size_t n) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + pg - 1) & ~(pg - 1),
+              e = ((uintptr_t)p + n) & ~(pg - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 int cd_weights_load(cd_weights *ws, const char *path, const char *prefix, cd_rename_fn fn, void *ctx) {
@@ -58,6 +69,7 @@ int cd_weights_load(cd_weights *ws, const char *path, const char *prefix, cd_ren
             w->data = cd_malloc((size_t)t->numel * sizeof(float));
             cd_st_to_f32(t, w->data);
             w->owned = 1;
+            drop_pages(t->data, t->nbytes);
         }
     }
     qsort(ws->w, ws->n, sizeof(cd_weight), cmp_w);
