@@ -5,7 +5,7 @@
 // on the batch [uncond, cond], eps comes back, guidance and a DDIM-style update run on the CPU
 // (what model/sampler_cuda.c does per step). Built by make (CUDA=0: prints why it is skipped)
 // and by bench/gpu-check.sh's minimal build (no cJSON needed).
-// Usage: bench_unet_cuda [iters=10] [steps=20]
+// Usage: bench_unet_cuda [iters=10] [steps=20] [tiny]   (tiny: tiny-sd's shapes, a smoke run)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +44,8 @@ static void sd15_config(cd_unet_config *c) {   // = cd_unet_config_sd15 (model/u
     c->time_embed_dim = 1280;
 }
 
-enum { B = 2, HL = 64, M = 77 };
+enum { B = 2, M = 77 };
+static int HL = 64, CTXD = 768;   // latent side, context width ("tiny": 16, 32)
 
 // ms per forward (device buffers, synchronised once per forward).
 static double time_forward(cd_unet_cuda *g, float *dout, float *dx, float *dt, float *dc, int iters) {
@@ -90,6 +91,13 @@ int main(int argc, char **argv) {
     cd_cuda_device_name(dev, sizeof dev);
     cd_unet_config c;
     sd15_config(&c);
+    if (argc > 3 && !strcmp(argv[3], "tiny")) {   // tiny-sd's UNet (cd_tiny_unet_config)
+        int bo[4] = {32, 64, 64, 64};
+        for (int i = 0; i < 4; i++) c.block_out[i] = bo[i];
+        c.cross_dim = CTXD = 32;
+        c.time_embed_dim = 128;
+        HL = 16;
+    }
     cd_weights ws;
     cd_weights_init(&ws, "random SD1.5 UNet");
     cd_unet *u = NULL;
@@ -98,9 +106,9 @@ int main(int argc, char **argv) {
     if (cd_unet_new_random(&u, &c, &ws, 1)) { fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg()); return 1; }
     double t1 = now();
     if (cd_unet_cuda_new(&g, u, NULL)) { fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg()); return 1; }
-    printf("device %s; random SD1.5 UNet built in %.1f s, uploaded (%.2f GiB fp32) in %.1f s\n", dev, t1 - t0,
+    printf("device %s; random %s UNet built in %.1f s, uploaded (%.2f GiB fp32) in %.1f s\n", dev, HL == 64 ? "SD1.5" : "tiny", t1 - t0,
            cd_unet_cuda_weight_bytes(g) / 1073741824.0, now() - t1);
-    int64_t nx = (int64_t)B * 4 * HL * HL, nc = (int64_t)B * M * 768;
+    int64_t nx = (int64_t)B * 4 * HL * HL, nc = (int64_t)B * M * CTXD;
     float *hx = malloc(nx * 4), *hc = malloc(nc * 4), ht[2] = {999.f, 999.f};
     for (int64_t k = 0; k < nx; k++) hx[k] = (float)((k * 40503u) % 2000) / 1000.f - 1.f;
     for (int64_t k = 0; k < nc; k++) hc[k] = (float)((k * 69069u) % 2000) / 1000.f - 1.f;
@@ -110,7 +118,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg());
         return 1;
     }
-    printf("| UNet forward (model/unet_cuda.c, SD1.5, B2 4x64x64, ctx 77x768) | ms | TFLOP/s | CFG it/s at 512 (%d steps, incl. copies + CPU step) |\n", steps);
+    printf("| UNet forward (model/unet_cuda.c, %s, B2 4x%dx%d, ctx 77x%d) | ms | TFLOP/s | CFG it/s at %d px (%d steps, incl. copies + CPU step) |\n",
+           HL == 64 ? "SD1.5" : "tiny", HL, HL, CTXD, HL * 8, steps);
     printf("|---|---|---|---|\n");
     int rc = 0;
     const char *mode[3] = {"fp32", "tf32", "bf16 (fp32 activations, bf16 weights + tensor cores)"};
