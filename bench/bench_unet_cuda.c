@@ -1,7 +1,7 @@
 // The real UNet forward on the GPU (model/unet_cuda.c, the model's own walk, not a proxy) at
 // SD1.5's shape with random weights from SD1.5's config: batch 2 (one classifier-free-guidance
 // step), 4x64x64 latents (512x512 images), 77x768 context. Prints ms per forward and TFLOP/s in
-// fp32, TF32 and bf16 (cd_unet_cuda_set_bf16), then sampling it/s at 512 with CFG: per step the latents go up, the UNet runs
+// fp32, TF32, bf16 (cd_unet_cuda_set_bf16) and bf16 replayed from a CUDA graph, then sampling it/s at 512 with CFG: per step the latents go up, the UNet runs
 // on the batch [uncond, cond], eps comes back, guidance and a DDIM-style update run on the CPU
 // (what model/sampler_cuda.c does per step). Built by make (CUDA=0: prints why it is skipped)
 // and by bench/gpu-check.sh's minimal build (no cJSON needed).
@@ -47,14 +47,21 @@ static void sd15_config(cd_unet_config *c) {   // = cd_unet_config_sd15 (model/u
 enum { B = 2, M = 77 };
 static int HL = 64, CTXD = 768;   // latent side, context width ("tiny": 16, 32)
 
+static int g_graph;   // replay the forward from a CUDA graph
+static int fwd(cd_unet_cuda *g, float *dout, float *dx, float *dt, float *dc) {
+    return g_graph ? cd_unet_cuda_forward_graph(g, dout, dx, dt, dc, B, HL, HL, M)
+                   : cd_unet_cuda_forward_dev(g, dout, dx, dt, dc, B, HL, HL, M);
+}
+
 // ms per forward (device buffers, synchronised once per forward).
 static double time_forward(cd_unet_cuda *g, float *dout, float *dx, float *dt, float *dc, int iters) {
-    for (int i = 0; i < 2; i++)   // warm-up: plans the arena, cuDNN/cuBLAS choices
-        if (cd_unet_cuda_forward_dev(g, dout, dx, dt, dc, B, HL, HL, M) || cd_cuda_sync(NULL) || cd_cuda_status()) return -1;
+    void *st = cd_unet_cuda_stream(g);
+    for (int i = 0; i < 2; i++)   // warm-up: plans the arena, cuDNN/cuBLAS choices (graph: captures)
+        if (fwd(g, dout, dx, dt, dc) || cd_cuda_sync(st) || cd_cuda_status()) return -1;
     double t0 = now();
     for (int i = 0; i < iters; i++) {
-        if (cd_unet_cuda_forward_dev(g, dout, dx, dt, dc, B, HL, HL, M)) return -1;
-        cd_cuda_sync(NULL);
+        if (fwd(g, dout, dx, dt, dc)) return -1;
+        cd_cuda_sync(st);
     }
     double ms = (now() - t0) * 1e3 / iters;
     return cd_cuda_status() ? -1 : ms;
@@ -65,15 +72,15 @@ static double sampling_its(cd_unet_cuda *g, float *dout, float *dx, float *dt, f
     int64_t n = 4 * HL * HL;
     float *lat = malloc(n * 4), *xin = malloc(2 * n * 4), *eps = malloc(2 * n * 4);
     for (int64_t k = 0; k < n; k++) lat[k] = (float)((k * 2654435761u) % 1000) / 500.f - 1.f;
+    void *st = cd_unet_cuda_stream(g);
     double t0 = now();
     int rc = 0;
     for (int i = 0; i < steps && !rc; i++) {
         float t[2] = {999.f - i * 50.f, 999.f - i * 50.f};
         memcpy(xin, lat, n * 4);
         memcpy(xin + n, lat, n * 4);
-        rc = cd_cuda_memcpy_h2d(dx, xin, 2 * n * 4, NULL) || cd_cuda_memcpy_h2d(dt, t, sizeof t, NULL) ||
-             cd_unet_cuda_forward_dev(g, dout, dx, dt, dc, B, HL, HL, M) ||
-             cd_cuda_memcpy_d2h(eps, dout, 2 * n * 4, NULL) || cd_cuda_sync(NULL);
+        rc = cd_cuda_memcpy_h2d(dx, xin, 2 * n * 4, st) || cd_cuda_memcpy_h2d(dt, t, sizeof t, st) ||
+             fwd(g, dout, dx, dt, dc) || cd_cuda_memcpy_d2h(eps, dout, 2 * n * 4, st) || cd_cuda_sync(st);
         for (int64_t k = 0; k < n; k++) {
             float e = eps[k] + 7.5f * (eps[n + k] - eps[k]);
             lat[k] = 0.98f * lat[k] - 0.01f * e;
@@ -105,7 +112,8 @@ int main(int argc, char **argv) {
     double t0 = now();
     if (cd_unet_new_random(&u, &c, &ws, 1)) { fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg()); return 1; }
     double t1 = now();
-    if (cd_unet_cuda_new(&g, u, NULL)) { fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg()); return 1; }
+    void *st = cd_cuda_stream_create();   // a stream of its own (CUDA graphs need one)
+    if (cd_unet_cuda_new(&g, u, st)) { fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg()); return 1; }
     printf("device %s; random %s UNet built in %.1f s, uploaded (%.2f GiB fp32) in %.1f s\n", dev, HL == 64 ? "SD1.5" : "tiny", t1 - t0,
            cd_unet_cuda_weight_bytes(g) / 1073741824.0, now() - t1);
     int64_t nx = (int64_t)B * 4 * HL * HL, nc = (int64_t)B * M * CTXD;
@@ -113,8 +121,8 @@ int main(int argc, char **argv) {
     for (int64_t k = 0; k < nx; k++) hx[k] = (float)((k * 40503u) % 2000) / 1000.f - 1.f;
     for (int64_t k = 0; k < nc; k++) hc[k] = (float)((k * 69069u) % 2000) / 1000.f - 1.f;
     float *dx = cd_cuda_malloc(nx * 4), *dout = cd_cuda_malloc(nx * 4), *dc = cd_cuda_malloc(nc * 4), *dt = cd_cuda_malloc(8);
-    if (!dx || !dout || !dc || !dt || cd_cuda_memcpy_h2d(dx, hx, nx * 4, NULL) ||
-        cd_cuda_memcpy_h2d(dc, hc, nc * 4, NULL) || cd_cuda_memcpy_h2d(dt, ht, 8, NULL)) {
+    if (!dx || !dout || !dc || !dt || cd_cuda_memcpy_h2d(dx, hx, nx * 4, st) ||
+        cd_cuda_memcpy_h2d(dc, hc, nc * 4, st) || cd_cuda_memcpy_h2d(dt, ht, 8, st) || cd_cuda_sync(st)) {
         fprintf(stderr, "bench_unet_cuda: %s\n", cd_errmsg());
         return 1;
     }
@@ -122,9 +130,11 @@ int main(int argc, char **argv) {
            HL == 64 ? "SD1.5" : "tiny", HL, HL, CTXD, HL * 8, steps);
     printf("|---|---|---|---|\n");
     int rc = 0;
-    const char *mode[3] = {"fp32", "tf32", "bf16 (fp32 activations, bf16 weights + tensor cores)"};
-    for (int m = 0; m < 3; m++) {
+    const char *mode[4] = {"fp32", "tf32", "bf16 (fp32 activations, bf16 weights + tensor cores)", "bf16 + CUDA graph"};
+    for (int m = 0; m < 4; m++) {
         cd_cuda_set_tf32(m == 1);
+        g_graph = m == 3;
+        if (m == 3 && !st) { printf("| %s | skipped: no stream | | |\n", mode[m]); continue; }
         if (m == 2 && cd_unet_cuda_set_bf16(g, 1)) { printf("| %s | FAILED: %s | | |\n", mode[m], cd_errmsg()); rc = 1; break; }
         double ms = time_forward(g, dout, dx, dt, dc, iters);
         double its = ms > 0 ? sampling_its(g, dout, dx, dt, dc, steps) : -1;
@@ -141,7 +151,7 @@ int main(int argc, char **argv) {
            cd_unet_cuda_arena_bytes(g) / 1073741824.0, used / 1073741824.0, tot / 1073741824.0);
     // a short fp32 sanity figure of the output (random weights: only finite-ness matters)
     float *ho = malloc(nx * 4);
-    if (!cd_cuda_memcpy_d2h(ho, dout, nx * 4, NULL) && !cd_cuda_sync(NULL)) {
+    if (!cd_cuda_memcpy_d2h(ho, dout, nx * 4, st) && !cd_cuda_sync(st)) {
         int bad = 0;
         for (int64_t k = 0; k < nx; k++) bad += !(ho[k] == ho[k]) || ho[k] > 1e30f || ho[k] < -1e30f;
         printf("output: %d non-finite of %lld\n", bad, (long long)nx);
@@ -150,6 +160,7 @@ int main(int argc, char **argv) {
     free(ho); free(hx); free(hc);
     cd_cuda_free(dx); cd_cuda_free(dout); cd_cuda_free(dc); cd_cuda_free(dt);
     cd_unet_cuda_free(g);
+    if (st) cd_cuda_stream_destroy(st);
     cd_unet_free(u);
     cd_weights_free(&ws);
     return rc;

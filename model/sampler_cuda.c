@@ -4,6 +4,7 @@
 #include <string.h>
 #include "core/err.h"
 #include "core/progress.h"
+#include "core/log.h"
 #ifdef CD_CUDA
 #include "kernels/kernels_cuda.h"
 #endif
@@ -23,7 +24,14 @@ static int unet_step(cd_unet_cuda *g, dbufs *d, float *eps, const float *xin, fl
     float tt[2] = {t, t};
     CD_TRY(cd_cuda_memcpy_h2d(d->x, xin, sizeof(float) * n * B, st));
     CD_TRY(cd_cuda_memcpy_h2d(d->t, tt, sizeof(float) * B, st));
-    CD_TRY(cd_unet_cuda_forward_dev(g, d->eps, d->x, d->t, d->ctx, B, h, w, M));
+    static int graph = -1;   // CD_CUDA_GRAPH=1: replay the UNet as a CUDA graph
+    if (graph < 0) graph = getenv("CD_CUDA_GRAPH") && atoi(getenv("CD_CUDA_GRAPH")) > 0;
+    if (graph && st && cd_unet_cuda_forward_graph(g, d->eps, d->x, d->t, d->ctx, B, h, w, M) == 0) {
+        // replayed
+    } else {
+        if (graph && st) { cd_warn("%s; running without a graph", cd_errmsg()); graph = 0; }
+        CD_TRY(cd_unet_cuda_forward_dev(g, d->eps, d->x, d->t, d->ctx, B, h, w, M));
+    }
     CD_TRY(cd_cuda_memcpy_d2h(eps, d->eps, sizeof(float) * n * B, st));
     CD_TRY(cd_cuda_sync(st));
     if (cd_cuda_status()) return cd_errctx("unet cuda: step at t=%g", t);
@@ -66,17 +74,18 @@ int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
     dfree(&d);
     return rc ? -1 : 0;
 }
-int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s) {
+int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s, const char *precision) {
     memset(g, 0, sizeof *g);
-    if (cd_unet_cuda_new(&g->unet, s->pipe->unet, NULL) ||
+    const char *prec = precision && *precision ? precision : getenv("CD_CUDA_PRECISION");
+    if (prec && *prec && strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16"))
+        return cd_err("precision '%s': expected fp32, tf32 or bf16", prec);
+    char why[256] = "";
+    if (!cd_cuda_available(why, sizeof why)) return cd_err("--device cuda: no usable GPU: %s", why);
+    g->stream = cd_cuda_stream_create();   // NULL (the default stream) if that fails
+    if (cd_unet_cuda_new(&g->unet, s->pipe->unet, g->stream) ||
         cd_vae_cuda_new(&g->vae, cd_vae_cfg(s->pipe->vae), &s->pipe->vae_w, NULL)) {
         cd_sampler_cuda_free(g);
         return -1;
-    }
-    const char *prec = getenv("CD_CUDA_PRECISION");
-    if (prec && *prec && strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16")) {
-        cd_sampler_cuda_free(g);
-        return cd_err("CD_CUDA_PRECISION=%s: expected fp32, tf32 or bf16", prec);
     }
     cd_cuda_set_tf32(prec && !strcmp(prec, "tf32"));
     if (prec && !strcmp(prec, "bf16") && cd_unet_cuda_set_bf16(g->unet, 1)) { cd_sampler_cuda_free(g); return -1; }
@@ -86,6 +95,7 @@ int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s) {
 void cd_sampler_cuda_free(cd_sampler_cuda *g) {
     cd_unet_cuda_free(g->unet);
     cd_vae_cuda_free(g->vae);
+    if (g->stream) cd_cuda_stream_destroy(g->stream);
     memset(g, 0, sizeof *g);
 }
 
@@ -109,7 +119,7 @@ int cd_sampler_decode_cuda(cd_sampler *s, cd_vae_cuda *v, const float *lat, int 
 }
 #else
 #define NOCUDA cd_err("sampler: customdiff was built without CUDA (CUDA=0)")
-int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s) { memset(g, 0, sizeof *g); return NOCUDA; }
+int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s, const char *precision) { memset(g, 0, sizeof *g); return NOCUDA; }
 void cd_sampler_cuda_free(cd_sampler_cuda *g) { memset(g, 0, sizeof *g); }
 int cd_sampler_decode_cuda(cd_sampler *s, cd_vae_cuda *v, const float *lat, int h, int w,
                            float *img, cd_image *out) { return NOCUDA; }

@@ -8,16 +8,18 @@
 #include "model/unet_cuda.h"
 #include "model/vae_cuda.h"
 
-// The sampler's models on the device.
-typedef struct { cd_unet_cuda *unet; cd_vae_cuda *vae; } cd_sampler_cuda;
+// The sampler's models on the device; the UNet on a stream of its own.
+typedef struct { cd_unet_cuda *unet; cd_vae_cuda *vae; void *stream; } cd_sampler_cuda;
 // Upload s->pipe's UNet and VAE decoder (after any deltas were applied). Errors: no GPU,
-// built without CUDA, out of device memory. The UNet's precision comes from the environment
-// variable CD_CUDA_PRECISION: fp32 (default; matches the CPU within 1e-4), tf32 or bf16
-// (see cd_unet_cuda_set_bf16; faster, ~1e-2 from the CPU's eps).
-int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s);
+// built without CUDA, out of device memory, unknown precision. precision (the UNet's): "fp32"
+// (matches the CPU within 1e-4), "tf32" or "bf16" (cd_unet_cuda_set_bf16: faster, ~1e-2 from
+// the CPU's eps); NULL or "": $CD_CUDA_PRECISION, else fp32.
+int cd_sampler_cuda_init(cd_sampler_cuda *g, cd_sampler *s, const char *precision);
 void cd_sampler_cuda_free(cd_sampler_cuda *g);
 
 // As cd_sampler_denoise, with g (made from s->pipe->unet after any deltas were applied).
+// With CD_CUDA_GRAPH=1 in the environment and g on a stream of its own, each step replays the
+// UNet as a CUDA graph (cd_unet_cuda_forward_graph; falls back with a warning if refused).
 int cd_sampler_denoise_cuda(cd_sampler *s, cd_unet_cuda *g, cd_scheduler *sch,
                             const float *ctx_cond, const float *ctx_uncond, float guidance,
                             float *lat, int h, int w, cd_sampler_step_fn cb, void *cb_ctx);

@@ -10,6 +10,7 @@
 #include "core/err.h"
 
 #ifdef CD_CUDA
+#include <cuda_runtime.h>
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
 
@@ -20,6 +21,9 @@ struct cd_unet_cuda {
     int64_t hact_n;
     cd_unet_act_fn acts;
     void *act_ctx;
+    cudaGraphExec_t gexec; // the captured forward, valid for gkey
+    const void *gkey[4];   // out, x, t, ctx of the capture
+    int gshape[4], gbf, gtf;
 };
 
 // ---- the walk (model/unet.c: forward) ---------------------------------------------------------
@@ -173,6 +177,7 @@ int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream) {
 
 void cd_unet_cuda_free(cd_unet_cuda *U) {
     if (!U) return;
+    if (U->gexec) cudaGraphExecDestroy(U->gexec);
     nn_dev_free(&U->d);
     free(U->hact);
     free(U);
@@ -220,6 +225,52 @@ int cd_unet_cuda_forward(cd_unet_cuda *U, float *out, const float *x, const floa
     return rc;
 }
 
+// Capture one forward at this shape and these buffers into a graph (after a warm-up forward
+// that plans the arena and the libraries' algorithms, so that the captured one allocates nothing).
+static int capture(cd_unet_cuda *U, float *d_out, const float *d_x, const float *d_t,
+                   const float *d_ctx, int B, int H, int W, int M) {
+    cudaStream_t st = (cudaStream_t)U->d.st;
+    if (U->gexec) { cudaGraphExecDestroy(U->gexec); U->gexec = NULL; }
+    CD_TRY(cd_unet_cuda_forward_dev(U, d_out, d_x, d_t, d_ctx, B, H, W, M));
+    if (cd_cuda_sync(st) || cd_cuda_status()) return cd_errctx("unet cuda: warm-up before capture");
+    cudaGraph_t gr = NULL;
+    cudaError_t e = cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return cd_err("unet cuda: cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+    int rc = cd_unet_cuda_forward_dev(U, d_out, d_x, d_t, d_ctx, B, H, W, M);
+    e = cudaStreamEndCapture(st, &gr);
+    int failed_op = cd_cuda_status();   // an op refused during capture (also clears the flag)
+    if (rc || failed_op || e != cudaSuccess || !gr) {
+        if (gr) cudaGraphDestroy(gr);
+        cudaGetLastError();
+        return cd_err("unet cuda: the forward could not be captured as a CUDA graph (%s)",
+                      e != cudaSuccess ? cudaGetErrorString(e) : "an op failed during capture");
+    }
+    e = cudaGraphInstantiateWithFlags(&U->gexec, gr, 0);
+    cudaGraphDestroy(gr);
+    if (e != cudaSuccess) { U->gexec = NULL; return cd_err("unet cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e)); }
+    const void *key[4] = {d_out, d_x, d_t, d_ctx};
+    int shape[4] = {B, H, W, M};
+    memcpy(U->gkey, key, sizeof key);
+    memcpy(U->gshape, shape, sizeof shape);
+    U->gbf = U->d.bf16;
+    U->gtf = cd_cuda_get_tf32();
+    return 0;
+}
+
+int cd_unet_cuda_forward_graph(cd_unet_cuda *U, float *d_out, const float *d_x, const float *d_t,
+                               const float *d_ctx, int B, int H, int W, int Nctx) {
+    if (!U->d.st) return cd_err("unet cuda: a CUDA graph needs the handle made with a stream of its own (cd_cuda_stream_create)");
+    CD_TRY(check_shape(U->u, B, H, W, Nctx));
+    const void *key[4] = {d_out, d_x, d_t, d_ctx};
+    int shape[4] = {B, H, W, Nctx};
+    if (!U->gexec || memcmp(key, U->gkey, sizeof key) || memcmp(shape, U->gshape, sizeof shape) ||
+        U->gbf != U->d.bf16 || U->gtf != cd_cuda_get_tf32())
+        CD_TRY(capture(U, d_out, d_x, d_t, d_ctx, B, H, W, Nctx));
+    cudaError_t e = cudaGraphLaunch(U->gexec, (cudaStream_t)U->d.st);
+    if (e != cudaSuccess) return cd_err("unet cuda: cudaGraphLaunch: %s", cudaGetErrorString(e));
+    return 0;
+}
+
 int64_t cd_unet_cuda_weight_bytes(const cd_unet_cuda *U) { return (int64_t)U->d.wbytes; }
 int64_t cd_unet_cuda_arena_bytes(const cd_unet_cuda *U) { return nn_dev_arena_bytes(&U->d); }
 void *cd_unet_cuda_stream(const cd_unet_cuda *U) { return U->d.st; }
@@ -238,6 +289,8 @@ int cd_unet_cuda_forward(cd_unet_cuda *g, float *out, const float *x, const floa
                          void *act_ctx) { return NOCUDA; }
 int cd_unet_cuda_forward_dev(cd_unet_cuda *g, float *d_out, const float *d_x, const float *d_t,
                              const float *d_ctx, int B, int H, int W, int Nctx) { return NOCUDA; }
+int cd_unet_cuda_forward_graph(cd_unet_cuda *g, float *d_out, const float *d_x, const float *d_t,
+                               const float *d_ctx, int B, int H, int W, int Nctx) { return NOCUDA; }
 int64_t cd_unet_cuda_weight_bytes(const cd_unet_cuda *g) { return 0; }
 int64_t cd_unet_cuda_arena_bytes(const cd_unet_cuda *g) { return 0; }
 void *cd_unet_cuda_stream(const cd_unet_cuda *g) { return NULL; }

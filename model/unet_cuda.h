@@ -39,6 +39,15 @@ int cd_unet_cuda_forward(cd_unet_cuda *g, float *out, const float *x, const floa
 int cd_unet_cuda_forward_dev(cd_unet_cuda *g, float *d_out, const float *d_x, const float *d_t,
                              const float *d_ctx, int B, int H, int W, int Nctx);
 
+// The same forward replayed from a CUDA graph: captured on the first call (after a warm-up
+// forward) and again whenever the shape, the four buffers, bf16 or TF32 change; later calls
+// are one cudaGraphLaunch. Needs a handle made with its own stream (cd_cuda_stream_create),
+// and that stream's scratch must not be regrown by other work between calls (run the VAE and
+// other models on other streams). -1 with a message when the driver refuses the capture
+// (callers fall back to cd_unet_cuda_forward_dev).
+int cd_unet_cuda_forward_graph(cd_unet_cuda *g, float *d_out, const float *d_x, const float *d_t,
+                               const float *d_ctx, int B, int H, int W, int Nctx);
+
 // Device bytes held by the weights and by the activation arena.
 int64_t cd_unet_cuda_weight_bytes(const cd_unet_cuda *g);
 int64_t cd_unet_cuda_arena_bytes(const cd_unet_cuda *g);

@@ -19,7 +19,7 @@
 
 #define PROG "sample"
 
-static const char *g_device;    // --device: cpu or cuda
+static const char *g_device, *g_precision;   // --device cpu|cuda, --precision (cuda)
 static cd_sampler_cuda g_gpu;   // UNet and VAE decoder on the GPU (--device cuda)
 static int g_cuda;
 
@@ -73,7 +73,7 @@ static int setup_model(sample_run *R) {
     for (int i = 0; i < nread; i++) cd_delta_free(&ds[i]);
     free(ds); free(dp);
     CD_TRY(rc);
-    if (!strcmp(g_device, "cuda")) { CD_TRY(cd_sampler_cuda_init(&g_gpu, &R->s)); g_cuda = 1; }
+    if (!strcmp(g_device, "cuda")) { CD_TRY(cd_sampler_cuda_init(&g_gpu, &R->s, g_precision)); g_cuda = 1; }
     cd_sched_kind kind;
     cd_sched_config sc;
     CD_TRY(cd_sched_kind_parse(R->o.scheduler, &kind));
@@ -193,6 +193,7 @@ int main(int argc, char **argv) {
         {"grid-cols", CD_OPT_INT, &grid_cols, "0", "grid columns (0: images per prompt, or square)"},
         {"no-check-base", CD_OPT_FLAG, &no_check_base, "0", "apply deltas even if made for another base model"},
         {"device", CD_OPT_STR, &g_device, "cpu", "cpu, or cuda (UNet and VAE decoder on the GPU; the text encoder on the CPU)"},
+        {"precision", CD_OPT_STR, &g_precision, "fp32", "UNet math with --device cuda: fp32, tf32 or bf16"},
         {0}};
     int npos; char **pos;
     int r = cd_cli_parse(PROG, "text to image with Custom Diffusion deltas", opts, argc, argv, &npos, &pos);

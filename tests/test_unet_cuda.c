@@ -4,7 +4,8 @@
 // (out within 1e-4 of the reference, first differing block named); the VAE decoder on the GPU
 // (model/vae_cuda.h) on the golden vae case (1e-4); the golden pipeline case with UNet and
 // decoder on the GPU (final latents and image within 1e-3); customdiff-sample --device cuda
-// against --device cpu (PNG values off by 1 in at most 0.1%). SKIP lines without a GPU or with CUDA=0.
+// against --device cpu (PNG values off by 1 in at most 0.1%); the CUDA-graph replay of the
+// forward against the plain forward. SKIP lines without a GPU or with CUDA=0.
 // Golden tests need the full build (cJSON); the minimal GPU-check build (bench/gpu-check.sh
 // without the -dev packages, CD_CJSON_STUB) skips them. Runs under `make test-cuda`.
 #include <math.h>
@@ -139,6 +140,54 @@ TEST(unet_cuda_random_fused) {
     cpu_vs_gpu(&c, 2, 16, 8, 9, "random UNet, head dims 40/64");
 }
 
+// The forward replayed from a CUDA graph (cd_unet_cuda_forward_graph) equals the plain one,
+// also after the timesteps in the captured buffer changed (the replay reads the new values).
+TEST(unet_cuda_graph) {
+    void *st = cd_cuda_stream_create();
+    if (!st) { tl_skip("cd_cuda_stream_create gave no stream"); return; }
+    cd_unet_config c;
+    sd15_config(&c);
+    int bo[4] = {32, 64, 64, 64};
+    for (int i = 0; i < 4; i++) c.block_out[i] = bo[i];
+    c.cross_dim = 32;
+    c.time_embed_dim = 128;
+    cd_weights ws;
+    cd_weights_init(&ws, "graph test");
+    cd_unet *u = NULL;
+    cd_unet_cuda *g = NULL;
+    int B = 2, H = 16, W = 16, M = 77;
+    int64_t nx = (int64_t)B * 4 * H * W, nc = (int64_t)B * M * 32;
+    float *x = malloc(nx * 4), *ctx = malloc(nc * 4), *o[4];
+    for (int k = 0; k < 4; k++) o[k] = malloc(nx * 4);
+    tl_rand(x, nx, 3);
+    tl_rand(ctx, nc, 4);
+    float t1[2] = {999.f, 17.f}, t2[2] = {500.f, 3.f};
+    float *dx = cd_cuda_malloc(nx * 4), *dc = cd_cuda_malloc(nc * 4), *dt = cd_cuda_malloc(8), *dout = cd_cuda_malloc(nx * 4);
+    int ok = dout && !cd_unet_new_random(&u, &c, &ws, 5) && !cd_unet_cuda_new(&g, u, st) &&
+             !cd_cuda_memcpy_h2d(dx, x, nx * 4, st) && !cd_cuda_memcpy_h2d(dc, ctx, nc * 4, st);
+    // o[0]: plain at t1, o[1]: graph at t1 (captures), o[2]: graph at t2, o[3]: plain at t2
+    for (int k = 0; k < 4 && ok; k++) {
+        ok = !cd_cuda_memcpy_h2d(dt, k < 2 ? t1 : t2, 8, st) &&
+             !(k == 1 || k == 2 ? cd_unet_cuda_forward_graph(g, dout, dx, dt, dc, B, H, W, M)
+                                : cd_unet_cuda_forward_dev(g, dout, dx, dt, dc, B, H, W, M)) &&
+             !cd_cuda_memcpy_d2h(o[k], dout, nx * 4, st) && !cd_cuda_sync(st) && !cd_cuda_status();
+    }
+    double e1 = ok ? tl_relerr(o[1], o[0], nx) : 1e9, e2 = ok ? tl_relerr(o[2], o[3], nx) : 1e9;
+    double dtdiff = ok ? tl_relerr(o[0], o[3], nx) : 0;
+    if (ok) printf("  info: graph vs plain forward: %.2e, %.2e after new timesteps (the two timesteps differ by %.2e)\n", e1, e2, dtdiff);
+    const char *msg = cd_errmsg();
+    cd_unet_cuda_free(g);
+    cd_unet_free(u);
+    cd_weights_free(&ws);
+    cd_cuda_free(dx); cd_cuda_free(dc); cd_cuda_free(dt); cd_cuda_free(dout);
+    cd_cuda_stream_destroy(st);
+    free(x); free(ctx);
+    for (int k = 0; k < 4; k++) free(o[k]);
+    CHECKF(ok, "%s", msg);
+    CHECKF(e1 <= 1e-5 && e2 <= 1e-5, "graph replay differs from the plain forward: %.3e, %.3e", e1, e2);
+    CHECKF(dtdiff > 1e-4, "the timesteps made no difference (%.3e): the check is blind", dtdiff);
+}
+
 #ifndef CD_CJSON_STUB
 typedef struct { cd_st_file *f; double worst; char first[96]; } actcmp;
 static void on_act(void *ctx, const char *name, const float *d, int ndim, const int64_t *shape) {
@@ -268,7 +317,7 @@ static void golden_pipeline(const char *set) {
         unc = malloc(sizeof(float) * s.ctx_len * s.ctx_dim);
         ok = !cd_sampler_encode(&s, cd_json_str(j, "prompt", ""), cond) &&
              !cd_sampler_encode(&s, cd_json_str(j, "negative_prompt", ""), unc) &&
-             !cd_sampler_cuda_init(&g, &s) &&
+             !cd_sampler_cuda_init(&g, &s, "fp32") &&
              !cd_sampler_denoise_cuda(&s, g.unet, &sch, cond, unc, (float)cd_json_num(j, "guidance_scale", 6.0), lat,
                                       (int)il->shape[2], (int)il->shape[3], NULL, NULL);
     }
@@ -342,7 +391,7 @@ TEST(sample_cli_device_cuda) {
     X(sampler_cuda_golden_pipeline_tiny_sd) X(sampler_cuda_golden_pipeline_tiny_sd2) X(sample_cli_device_cuda)
 #define GOLDEN_NAMES ""
 #endif
-#define ALL_TESTS(X) X(unet_cuda_random_tiny) X(unet_cuda_random_fused) GOLDEN_TESTS(X)
+#define ALL_TESTS(X) X(unet_cuda_random_tiny) X(unet_cuda_random_fused) X(unet_cuda_graph) GOLDEN_TESTS(X)
 #define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
 #define RUN_ONE(t) RUN(t);
 

@@ -12,8 +12,10 @@ BUILD=${BUILD:-build-cpu}
 LIBS=$(make -s -p BUILD="$BUILD" CUDA=0 -n 2>/dev/null | sed -n 's/^LDLIBS *:= *//p' | head -1)
 F="$BUILD/gpu-unet"
 mkdir -p "$F/bin"
-CFL="-O2 -g -fopenmp -std=gnu11 -I. -D_GNU_SOURCE -DCD_CUDA=1 -DCD_VERSION=\"fake-cuda\" -Wall -Wno-unused-parameter"
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+CUDART="-L$CUDA_HOME/lib64 -Wl,-rpath,$CUDA_HOME/lib64 -lcudart"   # graph API symbols (never called)
+CFL="-O2 -g -fopenmp -std=gnu11 -I. -I$CUDA_HOME/include -D_GNU_SOURCE -DCD_CUDA=1 -DCD_VERSION=\"fake-cuda\" -Wall -Wno-unused-parameter"
 GPU="bench/gpu-unet/fake_cuda.c model/nn_cuda.c model/unet_cuda.c model/vae_cuda.c model/sampler_cuda.c"
-gcc $CFL $GPU tests/test_unet_cuda.c tests/testlib.c "$BUILD/libcustomdiff.a" $LIBS -o "$F/test_unet_fake"
-gcc $CFL $GPU sample/*.c "$BUILD/libcustomdiff.a" $LIBS -o "$F/bin/customdiff-sample"
+gcc $CFL $GPU tests/test_unet_cuda.c tests/testlib.c "$BUILD/libcustomdiff.a" $LIBS $CUDART -o "$F/test_unet_fake"
+gcc $CFL $GPU sample/*.c "$BUILD/libcustomdiff.a" $LIBS $CUDART -o "$F/bin/customdiff-sample"
 BUILD="$F" "$F/test_unet_fake"

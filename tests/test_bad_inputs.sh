@@ -1,0 +1,335 @@
+#!/bin/sh
+# Hostile input for every stage program: truncated / bad-header safetensors, broken or absurd
+# config.json, broken tokenizer files, tensors of the wrong shape, deltas that are corrupt,
+# misshapen or for another base, stores that are not LMDB, broken concepts / index / .npy /
+# prompts files, nonsense option values and unwritable output paths. Each must exit with a
+# status in 1..127 (not a signal, not a sanitizer abort), print a message naming the
+# offending file or option, and leave an existing store, run or index as it was.
+# Run it against a sanitizer build too: BUILD=build-asan tests/test_bad_inputs.sh.
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-build}
+BIN=$BUILD/bin
+OMP_NUM_THREADS=1
+OMP_WAIT_POLICY=passive
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+export OMP_NUM_THREADS OMP_WAIT_POLICY ASAN_OPTIONS UBSAN_OPTIONS
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+for b in sample train index retrieve preprocess compress merge export verify tiny-model; do
+  [ -x "$BIN/customdiff-$b" ] || { fail bad_inputs "$BIN/customdiff-$b not built"; exit 0; }
+done
+mkdir -p "$BUILD/tmp"
+T=$(mktemp -d "$BUILD/tmp/bad-XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
+
+# sanitizer NAME FILE: FAIL when FILE holds an ASan/UBSan report (returns 1)
+sanitizer() {
+  if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$2"; then
+    fail "$1" "sanitizer: $(grep -E 'ERROR: |runtime error:' "$2" | head -1)"; return 1
+  fi
+  return 0
+}
+# bad NAME PATTERN CMD...: CMD must fail cleanly (1..127) with PATTERN (ERE, any case) on stderr
+bad() {
+  name=$1; pat=$2; shift 2
+  timeout 60 "$@" > "$T/out" 2> "$T/err" < /dev/null; rc=$?
+  if [ $rc = 0 ]; then fail "$name" "accepted (exit 0): $(tail -1 "$T/out")"
+  elif [ $rc -ge 124 ]; then fail "$name" "status $rc (crash, signal or hang): $(tail -3 "$T/err" | tr '\n' ' ')"
+  elif ! sanitizer "$name" "$T/err"; then :
+  elif ! grep -Eqi -- "$pat" "$T/err"; then fail "$name" "message does not name '$pat': $(tail -2 "$T/err" | tr '\n' ' ')"
+  else pass "$name"; fi
+}
+# same NAME DIR SUM: DIR's content checksum still SUM (nothing already done is lost)
+sumdir() { (cd "$1" && find . -type f | LC_ALL=C sort | xargs cat | cksum); }
+same() { if [ "$(sumdir "$2")" = "$3" ]; then pass "$1"; else fail "$1" "$2 changed"; fi; }
+# mkst FILE JSON: a safetensors file holding header JSON and no data
+mkst() {
+  n=${#2}
+  { printf "\\$(printf %03o $((n % 256)))\\$(printf %03o $((n / 256 % 256)))\\000\\000\\000\\000\\000\\000"
+    printf '%s' "$2"; } > "$1"
+}
+# variant NAME: a copy of the tiny model whose subfolders link to the original, except those
+# the caller replaces (rm the link first)
+variant() {
+  mkdir -p "$T/$1"
+  for e in "$M"/*; do ln -s "$e" "$T/$1/$(basename "$e")"; done
+  echo "$T/$1"
+}
+# own VARIANT SUB: make VARIANT/SUB a real copy to edit
+own() { rm "$1/$2"; cp -r "$M/$2" "$1/$2"; }
+# edit FILE PERL: in-place perl substitution on a (binary) file
+edit() { perl -0777 -pi -e "$2" "$1"; }
+
+# ---- fixtures: tiny model, images, a store, a 1-step run, an index ----------------------
+M=$T/tiny
+"$BIN/customdiff-tiny-model" --out "$M" > "$T/log" 2>&1 || { fail fixtures "tiny-model: $(tail -1 "$T/log")"; exit 0; }
+"$BIN/customdiff-tiny-model" --out "$T/tiny1" --seed 1 > "$T/log" 2>&1 || { fail fixtures "tiny-model"; exit 0; }
+"$BIN/customdiff-sample" --model "$M" --prompt "a cat" --n 2 --steps 1 --height 64 --width 64 \
+  --out "$T/raw" > "$T/log" 2>&1 || { fail fixtures "sample: $(tail -1 "$T/log")"; exit 0; }
+rm -f "$T/raw/grid.png"
+"$BIN/customdiff-preprocess" --instance "$T/raw" --caption "photo of a <new1> cat" --resolution 64 \
+  --out "$T/store" > "$T/log" 2>&1 || { fail fixtures "preprocess: $(tail -1 "$T/log")"; exit 0; }
+TRAIN="--model $M --resolution 64 --modifier-token <new1> --initializer-token ktn --train-batch-size 1"
+"$BIN/customdiff-train" $TRAIN --instance-data "$T/store" --instance-prompt "photo of a <new1> cat" \
+  --max-train-steps 2 --checkpointing-steps 1 --out "$T/run" > "$T/log" 2>&1 ||
+  { fail fixtures "train: $(tail -1 "$T/log")"; exit 0; }
+D=$T/run/delta.safetensors
+"$BIN/customdiff-index" --store "$T/store" --clip "$M/clip" --out "$T/ix" > "$T/log" 2>&1 ||
+  { fail fixtures "index: $(tail -1 "$T/log")"; exit 0; }
+store_sum=$(sumdir "$T/store"); run_sum=$(sumdir "$T/run"); ix_sum=$(sumdir "$T/ix")
+
+S="$BIN/customdiff-sample"
+SMP="--prompt cat --steps 1 --height 64 --width 64"
+
+# ---- model folders ---------------------------------------------------------------------
+UST=diffusion_pytorch_model.safetensors
+v=$(variant trunc); own "$v" unet; head -c 100000 "$M/unet/$UST" > "$v/unet/$UST"
+bad sample_truncated_unet "unet.*$UST|$UST" "$S" --model "$v" $SMP --out "$T/o"
+bad train_truncated_unet "$UST" "$BIN/customdiff-train" --model "$v" --resolution 64 --modifier-token "<new1>" \
+  --instance-data "$T/store" --instance-prompt "photo of a <new1> cat" --max-train-steps 1 --out "$T/o"
+bad export_truncated_unet "$UST" "$BIN/customdiff-export" --model "$v" --delta "$D" --out "$T/o"
+v=$(variant hdrlen); own "$v" unet; { printf '\377\377\377\377\377\377\377\177{}'; } > "$v/unet/$UST"
+bad sample_bad_header_length "$UST" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant hdrjson); own "$v" unet; mkst "$v/unet/$UST" '{"a.weight":{"dtype":"F32","shape":[2'
+bad sample_bad_header_json "$UST" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant hdroff); own "$v" unet
+mkst "$v/unet/$UST" '{"conv_in.weight":{"dtype":"F32","shape":[32,4,3,3],"data_offsets":[0,4608]}}'
+bad sample_header_offsets_past_end "$UST" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant hdrdtype); own "$v" unet
+mkst "$v/unet/$UST" '{"conv_in.weight":{"dtype":"Q9","shape":[-1,4],"data_offsets":[0,0]}}'
+bad sample_header_bad_dtype_shape "$UST" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant emptyst); own "$v" vae; : > "$v/vae/$UST"
+bad sample_empty_vae "vae|$UST" "$S" --model "$v" $SMP --out "$T/o"
+
+# unet/config.json: broken JSON, wrong types, missing keys, absurd values
+ucfg() {  # ucfg NAME PERL: sample with unet/config.json edited by PERL must fail naming it
+  v=$(variant "u_$1"); own "$v" unet; edit "$v/unet/config.json" "$2"
+  bad "sample_unet_config_$1" "config.json|unet" "$S" --model "$v" $SMP --out "$T/o"
+}
+ucfg broken_json 's/\}\s*$//'
+ucfg wrong_type 's/"block_out_channels":\s*\[[^\]]*\]/"block_out_channels":"wide"/'
+ucfg missing_key 's/"block_out_channels":\s*\[[^\]]*\],//'
+ucfg negative_channels 's/"block_out_channels":\s*\[32,/"block_out_channels":[-32,/'
+ucfg zero_heads 's/"attention_head_dim":\s*8/"attention_head_dim":0/'
+ucfg huge_channels 's/"block_out_channels":\s*\[32,/"block_out_channels":[2000000000,/'
+ucfg zero_groups 's/"norm_num_groups":\s*32/"norm_num_groups":0/'
+ucfg odd_groups 's/"norm_num_groups":\s*32/"norm_num_groups":7/'
+ucfg zero_layers 's/"layers_per_block":\s*2/"layers_per_block":0/'
+ucfg huge_layers 's/"layers_per_block":\s*2/"layers_per_block":1000000000/'
+ucfg bad_block_type 's/"CrossAttnDownBlock2D"/"Nonsense"/'
+ucfg in_channels_zero 's/"in_channels":\s*4/"in_channels":0/'
+ucfg sample_size_huge 's/"sample_size":\s*16/"sample_size":1e12/'
+ucfg cross_dim_wrong 's/"cross_attention_dim":\s*32/"cross_attention_dim":48/'
+ucfg not_object 's/.*/[1,2,3]/s'
+
+vcfg() {
+  v=$(variant "v_$1"); own "$v" vae; edit "$v/vae/config.json" "$2"
+  bad "sample_vae_config_$1" "config.json|vae" "$S" --model "$v" $SMP --out "$T/o"
+}
+vcfg broken_json 's/\{/[/'
+vcfg zero_latent 's/"latent_channels":\s*4/"latent_channels":0/'
+vcfg neg_channels 's/"block_out_channels":\s*\[/"block_out_channels":[-8,/'
+
+tcfg() {
+  v=$(variant "t_$1"); own "$v" text_encoder; edit "$v/text_encoder/config.json" "$2"
+  bad "sample_text_config_$1" "config.json|text_encoder" "$S" --model "$v" $SMP --out "$T/o"
+}
+tcfg broken_json 's/:/;/'
+tcfg zero_heads 's/"num_attention_heads":\s*\d+/"num_attention_heads":0/'
+tcfg neg_hidden 's/"hidden_size":\s*32/"hidden_size":-32/'
+tcfg wrong_hidden 's/"hidden_size":\s*32/"hidden_size":64/'
+tcfg huge_layers 's/"num_hidden_layers":\s*\d+/"num_hidden_layers":100000000/'
+tcfg zero_positions 's/"max_position_embeddings":\s*\d+/"max_position_embeddings":0/'
+
+v=$(variant te_shape); own "$v" text_encoder
+edit "$v/text_encoder/model.safetensors" 's/"shape":\[77,32\]/"shape":[32,77]/'
+bad sample_text_encoder_wrong_shape "text_model.embeddings.position_embedding|shape" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant te_size); own "$v" text_encoder
+edit "$v/text_encoder/model.safetensors" 's/"shape":\[77,32\]/"shape":[78,32]/'
+bad sample_text_encoder_shape_vs_bytes "model.safetensors|position_embedding" "$S" --model "$v" $SMP --out "$T/o"
+
+v=$(variant tok_vocab); own "$v" tokenizer; printf '{"a": 1, "b":' > "$v/tokenizer/vocab.json"
+bad sample_tokenizer_broken_vocab "vocab.json" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant tok_vocab_type); own "$v" tokenizer; printf '["a","b"]' > "$v/tokenizer/vocab.json"
+bad sample_tokenizer_vocab_not_object "vocab.json" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant tok_vocab_ids); own "$v" tokenizer; printf '{"a":-5,"b":"x","c":99999999999}' > "$v/tokenizer/vocab.json"
+bad sample_tokenizer_vocab_bad_ids "vocab.json" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant tok_merges); own "$v" tokenizer; head -c 3000 /dev/urandom > "$v/tokenizer/merges.txt"
+bad sample_tokenizer_binary_merges "merges.txt" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant tok_merges_words); own "$v" tokenizer; printf '#version: 0.2\nzz\na b c\nq\n' > "$v/tokenizer/merges.txt"
+bad sample_tokenizer_broken_merges "merges.txt" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant tok_missing); rm "$v/tokenizer"; mkdir "$v/tokenizer"
+bad sample_tokenizer_missing "tokenizer|vocab.json" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant sched); own "$v" scheduler; printf '{"num_train_timesteps": -10, "beta_start": "x"}' > "$v/scheduler/scheduler_config.json"
+bad sample_scheduler_config_absurd "scheduler" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant sched_broken); own "$v" scheduler; printf '{{' > "$v/scheduler/scheduler_config.json"
+bad sample_scheduler_config_broken "scheduler_config.json" "$S" --model "$v" $SMP --out "$T/o"
+v=$(variant mi); rm "$v/model_index.json"; printf 'nope' > "$v/model_index.json"
+bad sample_model_index_broken "model_index.json" "$S" --model "$v" $SMP --out "$T/o"
+head -c 5000 /dev/urandom > "$T/garbage.safetensors"
+bad sample_single_file_garbage "garbage.safetensors" "$S" --model "$T/garbage.safetensors" --tokenizer "$M/tokenizer" $SMP --out "$T/o"
+bad sample_model_missing "nowhere" "$S" --model "$T/nowhere" $SMP --out "$T/o"
+
+# ---- deltas ----------------------------------------------------------------------------
+head -c 3000 "$D" > "$T/trunc_delta.safetensors"
+bad sample_delta_truncated "trunc_delta" "$S" --model "$M" --delta "$T/trunc_delta.safetensors" $SMP --out "$T/o"
+head -c 3000 /dev/urandom > "$T/rand_delta.safetensors"
+bad sample_delta_corrupt "rand_delta" "$S" --model "$M" --delta "$T/rand_delta.safetensors" $SMP --out "$T/o"
+bad sample_delta_other_base "base" "$S" --model "$T/tiny1" --delta "$D" $SMP --out "$T/o"
+cp "$D" "$T/shape_delta.safetensors"
+edit "$T/shape_delta.safetensors" 's/"shape":\[32,32\],"data_offsets":\[0,4096\]/"shape":[16,64],"data_offsets":[0,4096]/'
+bad sample_delta_wrong_shape "to_k|shape" "$S" --model "$M" --delta "$T/shape_delta.safetensors" $SMP --out "$T/o"
+bad sample_delta_wrong_shape_no_check "to_k|shape" "$S" --model "$M" --no-check-base --delta "$T/shape_delta.safetensors" $SMP --out "$T/o"
+cp "$D" "$T/tok_delta.safetensors"
+edit "$T/tok_delta.safetensors" 's/"modifier_tokens":"\[\\"<new1>\\"\]"/"modifier_tokens":"[[[[[[[[[["/'
+bad sample_delta_bad_modifier_tokens "modifier_tokens|tok_delta" "$S" --model "$M" --delta "$T/tok_delta.safetensors" $SMP --out "$T/o"
+mkdir -p "$T/empty_delta_dir"
+bad sample_delta_empty_folder "empty_delta_dir" "$S" --model "$M" --delta "$T/empty_delta_dir" $SMP --out "$T/o"
+bad compress_delta_corrupt "rand_delta" "$BIN/customdiff-compress" --delta "$T/rand_delta.safetensors" --model "$M" --out "$T/c.safetensors"
+bad compress_delta_wrong_shape "to_k|shape" "$BIN/customdiff-compress" --delta "$T/shape_delta.safetensors" --model "$M" --no-check-base --out "$T/c.safetensors"
+bad compress_rank_negative "rank" "$BIN/customdiff-compress" --delta "$D" --model "$M" --rank -3 --out "$T/c.safetensors"
+bad compress_ratio_nan "ratio" "$BIN/customdiff-compress" --delta "$D" --model "$M" --ratio nan --out "$T/c.safetensors"
+bad merge_delta_corrupt "rand_delta" "$BIN/customdiff-merge" --delta "$D" --delta "$T/rand_delta.safetensors" --categories "cat+dog" --model "$M" --out "$T/m.safetensors"
+bad merge_categories_mismatch "categor" "$BIN/customdiff-merge" --delta "$D" --delta "$D" --categories "cat" --model "$M" --out "$T/m.safetensors"
+bad merge_delta_wrong_shape "to_k|shape" "$BIN/customdiff-merge" --delta "$D" --delta "$T/shape_delta.safetensors" --no-check-base --categories "cat+dog" --model "$M" --out "$T/m.safetensors"
+printf '\000\001\002\377\376' > "$T/binary.txt"; : > "$T/empty.txt"
+bad merge_reg_captions_empty "empty.txt" "$BIN/customdiff-merge" --delta "$D" --delta "$D" --categories "cat+dog" --model "$M" --reg-captions "$T/empty.txt" --out "$T/m.safetensors"
+bad merge_max_reg_zero "max-reg" "$BIN/customdiff-merge" --delta "$D" --delta "$D" --categories "cat+dog" --model "$M" --max-reg 0 --out "$T/m.safetensors"
+bad export_delta_corrupt "rand_delta" "$BIN/customdiff-export" --model "$M" --delta "$T/rand_delta.safetensors" --out "$T/o"
+bad export_delta_other_base "base" "$BIN/customdiff-export" --model "$T/tiny1" --delta "$D" --out "$T/o"
+bad export_bad_format "format" "$BIN/customdiff-export" --model "$M" --delta "$D" --format zip --out "$T/o"
+
+# ---- .npy and init latents ---------------------------------------------------------------
+hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 5, 8), }"
+{ printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 640 /dev/zero; } > "$T/shape.npy"
+bad sample_init_latents_wrong_shape "shape.npy|init-latents|shape" "$S" --model "$M" $SMP --init-latents "$T/shape.npy" --out "$T/o"
+printf '\223NUMPY\001\000\020\000{garbage: (((  \n' > "$T/badhdr.npy"
+bad sample_init_latents_bad_header "badhdr.npy" "$S" --model "$M" $SMP --init-latents "$T/badhdr.npy" --out "$T/o"
+hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 8, 8), }"
+{ printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 100 /dev/zero; } > "$T/short.npy"
+bad sample_init_latents_truncated "short.npy" "$S" --model "$M" $SMP --init-latents "$T/short.npy" --out "$T/o"
+hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (4000000000, 4000000000), }"
+{ printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 100 /dev/zero; } > "$T/huge.npy"
+bad index_embeddings_huge_shape "huge.npy" "$BIN/customdiff-index" --embeddings "$T/huge.npy" --out "$T/ixo"
+bad index_embeddings_bad_header "badhdr.npy" "$BIN/customdiff-index" --embeddings "$T/badhdr.npy" --out "$T/ixo"
+hdr="{'descr': '<c16', 'fortran_order': True, 'shape': (2, 3), }"
+{ printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 96 /dev/zero; } > "$T/cplx.npy"
+bad index_embeddings_bad_dtype "cplx.npy" "$BIN/customdiff-index" --embeddings "$T/cplx.npy" --out "$T/ixo"
+hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (0, 16), }"
+{ printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; } > "$T/zero.npy"
+bad index_embeddings_zero_rows "zero.npy" "$BIN/customdiff-index" --embeddings "$T/zero.npy" --out "$T/ixo"
+
+# ---- stores, concepts, index folders -------------------------------------------------------
+mkdir -p "$T/notlmdb"; head -c 8192 /dev/urandom > "$T/notlmdb/data.mdb"
+mkdir -p "$T/emptydir"
+bad train_store_not_lmdb "notlmdb" "$BIN/customdiff-train" $TRAIN --instance-data "$T/notlmdb" \
+  --instance-prompt "photo of a <new1> cat" --max-train-steps 1 --out "$T/o"
+bad train_store_empty_folder "emptydir" "$BIN/customdiff-train" $TRAIN --instance-data "$T/emptydir" \
+  --instance-prompt "photo of a <new1> cat" --max-train-steps 1 --out "$T/o"
+bad index_store_not_lmdb "notlmdb" "$BIN/customdiff-index" --store "$T/notlmdb" --clip "$M/clip" --out "$T/ixo"
+bad preprocess_export_not_lmdb "notlmdb" "$BIN/customdiff-preprocess" --export "$T/notlmdb" "$T/exp"
+printf '[{"instance_prompt": "photo of a <new1> cat", "instance_data_dir": ' > "$T/concepts.json"
+bad train_concepts_broken "concepts.json" "$BIN/customdiff-train" $TRAIN --concepts "$T/concepts.json" --max-train-steps 1 --out "$T/o"
+printf '{"instance_prompt": 5}' > "$T/concepts2.json"
+bad train_concepts_wrong_type "concepts2.json|instance_prompt|instance_data_dir" "$BIN/customdiff-train" $TRAIN --concepts "$T/concepts2.json" --max-train-steps 1 --out "$T/o"
+printf '[{"instance_prompt": ["x"], "instance_data_dir": 7}]' > "$T/concepts3.json"
+bad train_concepts_wrong_field_types "concepts3.json|instance_prompt|instance_data_dir" "$BIN/customdiff-train" $TRAIN --concepts "$T/concepts3.json" --max-train-steps 1 --out "$T/o"
+printf '[]' > "$T/concepts4.json"
+bad train_concepts_empty "concepts4.json" "$BIN/customdiff-train" $TRAIN --concepts "$T/concepts4.json" --max-train-steps 1 --out "$T/o"
+
+cp -r "$T/ix" "$T/ix_faiss"; head -c 200 /dev/urandom > "$T/ix_faiss/index.faiss"
+bad retrieve_index_faiss_corrupt "index.faiss" "$BIN/customdiff-retrieve" --index "$T/ix_faiss" --clip "$M/clip" --prompt cat --num 2 --out "$T/c.jsonl"
+cp -r "$T/ix" "$T/ix_trunc"; head -c 100 "$T/ix/index.faiss" > "$T/ix_trunc/index.faiss"
+bad retrieve_index_faiss_truncated "index.faiss" "$BIN/customdiff-retrieve" --index "$T/ix_trunc" --clip "$M/clip" --prompt cat --num 2 --out "$T/c.jsonl"
+cp -r "$T/ix" "$T/ix_json"; printf '{"factory": "Flat", "count": ' > "$T/ix_json/index.json"
+bad retrieve_index_json_broken "index.json" "$BIN/customdiff-retrieve" --index "$T/ix_json" --clip "$M/clip" --prompt cat --num 2 --out "$T/c.jsonl"
+cp -r "$T/ix" "$T/ix_json2"; printf '{"factory": 3, "count": -7, "dim": "x"}' > "$T/ix_json2/index.json"
+bad retrieve_index_json_wrong_types "index.json" "$BIN/customdiff-retrieve" --index "$T/ix_json2" --clip "$M/clip" --prompt cat --num 2 --out "$T/c.jsonl"
+bad retrieve_num_negative "num" "$BIN/customdiff-retrieve" --index "$T/ix" --clip "$M/clip" --prompt cat --num -5 --out "$T/c.jsonl"
+bad retrieve_prompts_file_empty "empty.txt|prompt" "$BIN/customdiff-retrieve" --index "$T/ix" --clip "$M/clip" --prompts-file "$T/empty.txt" --num 2 --out "$T/c.jsonl"
+bad retrieve_prompts_file_binary "binary.txt|UTF-8|prompt" "$BIN/customdiff-retrieve" --index "$T/ix" --clip "$M/clip" --prompts-file "$T/binary.txt" --num 2 --out "$T/c.jsonl"
+bad retrieve_endpoint_bad_url "endpoint|url" "$BIN/customdiff-retrieve" --endpoint "ht!tp://[::" --prompt cat --num 2 --retries 0 --out "$T/c.jsonl"
+# --append onto a corrupt index must fail and leave the good index alone
+bad index_append_bad_npy "badhdr.npy" "$BIN/customdiff-index" --embeddings "$T/badhdr.npy" --append --out "$T/ix"
+same index_intact_after_bad_append "$T/ix" "$ix_sum"
+
+# ---- prompts files and sample options ------------------------------------------------------
+bad sample_prompts_file_empty "empty.txt|prompt" "$S" --model "$M" --prompts-file "$T/empty.txt" --steps 1 --height 64 --width 64 --out "$T/o"
+bad sample_prompts_file_binary "binary.txt|UTF-8|prompt" "$S" --model "$M" --prompts-file "$T/binary.txt" --steps 1 --height 64 --width 64 --out "$T/o"
+bad sample_prompts_file_missing "nofile.txt" "$S" --model "$M" --prompts-file "$T/nofile.txt" --steps 1 --height 64 --width 64 --out "$T/o"
+bad sample_steps_zero "steps" "$S" --model "$M" --prompt cat --steps 0 --height 64 --width 64 --out "$T/o"
+bad sample_steps_negative "steps" "$S" --model "$M" --prompt cat --steps -1 --height 64 --width 64 --out "$T/o"
+bad sample_steps_huge "steps" "$S" --model "$M" --prompt cat --steps 100000 --height 64 --width 64 --out "$T/o"
+bad sample_steps_not_number "steps" "$S" --model "$M" --prompt cat --steps many --out "$T/o"
+bad sample_height_13 "height" "$S" --model "$M" --prompt cat --steps 1 --height 13 --width 64 --out "$T/o"
+bad sample_height_negative "height" "$S" --model "$M" --prompt cat --steps 1 --height -64 --width 64 --out "$T/o"
+bad sample_width_huge "width|size|memory" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 1000000000 --out "$T/o"
+bad sample_n_negative "n\b|--n" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 64 --n -5 --out "$T/o"
+bad sample_guidance_nan "guidance" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 64 --guidance nan --out "$T/o"
+bad sample_eta_inf "eta" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 64 --eta inf --out "$T/o"
+bad sample_scheduler_unknown "scheduler" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 64 --scheduler nope --out "$T/o"
+bad sample_format_unknown "format" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 64 --format gif --out "$T/o"
+bad sample_grid_cols_negative "grid-cols" "$S" --model "$M" --prompt cat --steps 1 --height 64 --width 64 --grid-cols -2 --out "$T/o"
+bad sample_unknown_option "bogus" "$S" --model "$M" --bogus 1
+bad sample_no_prompt "prompt" "$S" --model "$M" --steps 1 --height 64 --width 64 --out "$T/o"
+: > "$T/afile"
+bad sample_out_under_file "afile" "$S" --model "$M" $SMP --out "$T/afile/sub"
+bad sample_out_in_proc "/proc" "$S" --model "$M" $SMP --out "/proc/customdiff-nope"
+
+# ---- train options ---------------------------------------------------------------------
+tr_bad() {  # tr_bad NAME PATTERN ARGS...: a train run with ARGS fails naming PATTERN
+  name=$1; pat=$2; shift 2
+  bad "$name" "$pat" "$BIN/customdiff-train" $TRAIN --instance-data "$T/store" \
+    --instance-prompt "photo of a <new1> cat" --out "$T/o" "$@"
+}
+tr_bad train_max_steps_zero "max-train-steps" --max-train-steps 0
+tr_bad train_resolution_zero "resolution" --resolution 0 --max-train-steps 1
+tr_bad train_resolution_13 "resolution" --resolution 13 --max-train-steps 1
+tr_bad train_batch_zero "train-batch-size" --train-batch-size 0 --max-train-steps 1
+tr_bad train_accum_negative "gradient-accumulation-steps" --gradient-accumulation-steps -1 --max-train-steps 1
+tr_bad train_lr_nan "learning-rate" --learning-rate nan --max-train-steps 1
+tr_bad train_mode_unknown "train-mode" --train-mode everything --max-train-steps 1
+tr_bad train_modifier_empty "modifier" --modifier-token "" --max-train-steps 1
+tr_bad train_out_under_file "afile" --out "$T/afile/run" --max-train-steps 1
+# resume: a corrupt checkpoint fails naming it and leaves the run alone
+ck=$(ls -d "$T"/run/checkpoint-* 2>/dev/null | tail -1)
+if [ -n "$ck" ]; then
+  cp -r "$T/run" "$T/run_bad"; ckb="$T/run_bad/$(basename "$ck")"
+  for f in "$ckb"/*.safetensors; do head -c 500 "$f" > "$f.t" && mv "$f.t" "$f"; done
+  bad train_resume_corrupt_checkpoint "$(basename "$ck")" "$BIN/customdiff-train" $TRAIN --instance-data "$T/store" \
+    --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --resume "$ckb" --out "$T/run_bad"
+  if [ -d "$ckb" ]; then pass train_resume_corrupt_keeps_checkpoint; else fail train_resume_corrupt_keeps_checkpoint "$ckb removed"; fi
+fi
+bad train_resume_missing "nocheckpoint" "$BIN/customdiff-train" $TRAIN --instance-data "$T/store" \
+  --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --resume "$T/nocheckpoint" --out "$T/o2"
+same run_intact "$T/run" "$run_sum"
+
+# ---- preprocess ------------------------------------------------------------------------
+mkdir -p "$T/corrupt_imgs"; head -c 2000 /dev/urandom > "$T/corrupt_imgs/a.jpg"
+head -c 300 "$(ls "$T"/raw/*.png | head -1)" > "$T/corrupt_imgs/b.png"
+bad preprocess_all_images_corrupt "a.jpg|b.png" "$BIN/customdiff-preprocess" --instance "$T/corrupt_imgs" --caption cat --resolution 64 --out "$T/pstore"
+printf '{"url": "file:///x.jpg", "caption": \n\001\002\n' > "$T/cand.jsonl"
+bad preprocess_candidates_broken "cand.jsonl" "$BIN/customdiff-preprocess" --candidates "$T/cand.jsonl" --resolution 64 --out "$T/pstore2"
+bad preprocess_resolution_zero "resolution" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resolution 0 --out "$T/pstore3"
+bad preprocess_jpeg_quality_bad "jpeg-quality" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --jpeg-quality 500 --out "$T/pstore4"
+bad preprocess_resize_mode_bad "resize-mode" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resize-mode stretch --out "$T/pstore5"
+bad preprocess_max_bytes_bad "max-bytes" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --max-bytes lots --out "$T/pstore6"
+bad preprocess_out_under_file "afile" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resolution 64 --out "$T/afile/store"
+# adding corrupt images to an existing store: the error names them, the old records stay
+cp -r "$T/store" "$T/store2"
+bad preprocess_into_store_corrupt "a.jpg|b.png" "$BIN/customdiff-preprocess" --instance "$T/corrupt_imgs" --caption cat --resolution 64 --out "$T/store2"
+n=$("$BIN/customdiff-preprocess" --export "$T/store2" "$T/exported" 2>/dev/null >/dev/null; ls "$T/exported/images" 2>/dev/null | wc -l)
+if [ "$n" = 2 ]; then pass store_intact_after_bad_add; else fail store_intact_after_bad_add "store has $n images, want 2"; fi
+
+# ---- index, verify, tiny-model ---------------------------------------------------------
+bad index_images_no_clip "clip" "$BIN/customdiff-index" --images "$T/raw" --out "$T/ixo"
+v=$(variant clipbad); own "$v" clip; printf '{"text_config": 5}' > "$v/clip/config.json"
+bad index_clip_config_bad "config.json" "$BIN/customdiff-index" --images "$T/raw" --clip "$v/clip" --out "$T/ixo"
+bad index_out_under_file "afile" "$BIN/customdiff-index" --store "$T/store" --clip "$M/clip" --out "$T/afile/ix"
+bad verify_cases_missing "nocases" "$BIN/customdiff-verify" --model "$M" "$T/nocases"
+mkdir -p "$T/cases"; printf '{"cases": [{"kind": ' > "$T/cases/unet.json"; head -c 100 /dev/urandom > "$T/cases/unet.safetensors"
+bad verify_cases_corrupt "unet" "$BIN/customdiff-verify" --model "$M" --clip "$M/clip" "$T/cases"
+bad tiny_model_out_under_file "afile" "$BIN/customdiff-tiny-model" --out "$T/afile/tiny"
+bad tiny_model_seed_bad "seed" "$BIN/customdiff-tiny-model" --out "$T/tm" --seed abc
+same store_intact "$T/store" "$store_sum"
