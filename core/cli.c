@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #define CD_MAX_OPTS 128
 static unsigned char given_mask[CD_MAX_OPTS];
@@ -104,7 +106,29 @@ static cd_opt *find_opt(cd_opt *opts, const char *name, size_t len, int *negated
     return NULL;
 }
 
+// OpenBLAS 0.3.21 (Debian 12) does not recognise some AVX-512/AVX2 CPUs (Zen 4 VMs among
+// them) and falls back to its generic "Prescott" kernels, 4-5x slower. It reads
+// OPENBLAS_CORETYPE only when it loads, so every stage checks once at start (this is the
+// one entry point all of them share) and, on such a CPU, re-executes itself with the core
+// named. OPENBLAS_CORETYPE set by the user (or CD_BLAS_NO_FIXUP) disables this.
+extern char *openblas_get_corename(void) __attribute__((weak));
+static void blas_core_fixup(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") || getenv("CD_BLAS_NO_FIXUP") || !openblas_get_corename) return;
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") != 0) return;
+    __builtin_cpu_init();
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) want = "Haswell";
+    if (!want) return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    execv("/proc/self/exe", argv);   // on failure go on with the generic kernels
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
 int cd_cli_parse(const char *prog, const char *summary, cd_opt *opts, int argc, char **argv, int *npos, char ***pos) {
+    blas_core_fixup(argv);
     memset(given_mask, 0, sizeof given_mask);
     CD_TRY(set_defaults(opts));
     char **p = cd_calloc((size_t)argc + 1, sizeof(char *));

@@ -95,6 +95,10 @@ static int setup_size(sample_run *R) {
         if (R->init.B != 1 && R->init.B != total)
             return cd_err("%s: %d latents for %d images (give 1, or one per image)", R->o.init_latents, R->init.B, total);
         R->h = R->init.h; R->w = R->init.w;
+        if ((R->o.height > 0 && R->o.height != R->h * f) || (R->o.width > 0 && R->o.width != R->w * f))
+            return cd_err("%s: latents of shape [%d,%d,%d,%d] are %dx%d pixels, not --height %d --width %d",
+                          R->o.init_latents, R->init.B, R->init.C, R->init.h, R->init.w, R->h * f, R->w * f,
+                          R->o.height, R->o.width);
     } else {
         int H = R->o.height > 0 ? R->o.height : uc->sample_size * f;
         int W = R->o.width > 0 ? R->o.width : uc->sample_size * f;
@@ -202,6 +206,13 @@ int main(int argc, char **argv) {
     if (!model) { cd_err("--model is required"); cd_die(PROG, 2); }
     if (!!prompt == !!prompts_file) { cd_err("give exactly one of --prompt and --prompts-file"); cd_die(PROG, 2); }
     if (steps < 1 || n < 1) { cd_err("--steps and --n must be at least 1"); cd_die(PROG, 2); }
+    if (n > 10000) { cd_err("--n %d: at most 10000 images per prompt", n); cd_die(PROG, 2); }
+    if (height < 0 || width < 0 || height > 16384 || width > 16384) {
+        cd_err("--height %d / --width %d: give 0 (the model's size) or 1..16384 pixels", height, width); cd_die(PROG, 2);
+    }
+    if (!isfinite(guidance)) { cd_err("--guidance must be a finite number"); cd_die(PROG, 2); }
+    if (!isfinite(eta) || eta < 0) { cd_err("--eta must be a finite number >= 0"); cd_die(PROG, 2); }
+    if (grid_cols < 0) { cd_err("--grid-cols %d: must be >= 0", grid_cols); cd_die(PROG, 2); }
     if (strcmp(format, "png") && strcmp(format, "jpg") && strcmp(format, "jpeg")) { cd_err("--format: png or jpg"); cd_die(PROG, 2); }
     if (strcmp(g_device, "cpu") && strcmp(g_device, "cuda")) { cd_err("--device: cpu or cuda, not '%s'", g_device); cd_die(PROG, 2); }
     sample_run R;

@@ -20,7 +20,7 @@ for b in sample train index retrieve preprocess compress merge export verify tin
   [ -x "$BIN/customdiff-$b" ] || { fail bad_inputs "$BIN/customdiff-$b not built"; exit 0; }
 done
 mkdir -p "$BUILD/tmp"
-T=$(mktemp -d "$BUILD/tmp/bad-XXXXXX") || exit 2
+T=$(mktemp -d "$BUILD/tmp/bad-XXXXXX") && T=$(cd "$T" && pwd) || exit 2
 trap 'rm -rf "$T"' EXIT
 
 # sanitizer NAME FILE: FAIL when FILE holds an ASan/UBSan report (returns 1)
@@ -41,7 +41,7 @@ bad() {
   else pass "$name"; fi
 }
 # same NAME DIR SUM: DIR's content checksum still SUM (nothing already done is lost)
-sumdir() { (cd "$1" && find . -type f | LC_ALL=C sort | xargs cat | cksum); }
+sumdir() { (cd "$1" && find . -type f ! -name lock.mdb | LC_ALL=C sort | xargs cat | cksum); }
 same() { if [ "$(sumdir "$2")" = "$3" ]; then pass "$1"; else fail "$1" "$2 changed"; fi; }
 # mkst FILE JSON: a safetensors file holding header JSON and no data
 mkst() {
@@ -195,12 +195,13 @@ bad merge_categories_mismatch "categor" "$BIN/customdiff-merge" --delta "$D" --d
 bad merge_delta_wrong_shape "to_k|shape" "$BIN/customdiff-merge" --delta "$D" --delta "$T/shape_delta.safetensors" --no-check-base --categories "cat+dog" --model "$M" --out "$T/m.safetensors"
 printf '\000\001\002\377\376' > "$T/binary.txt"; : > "$T/empty.txt"
 bad merge_reg_captions_empty "empty.txt" "$BIN/customdiff-merge" --delta "$D" --delta "$D" --categories "cat+dog" --model "$M" --reg-captions "$T/empty.txt" --out "$T/m.safetensors"
-bad merge_max_reg_zero "max-reg" "$BIN/customdiff-merge" --delta "$D" --delta "$D" --categories "cat+dog" --model "$M" --max-reg 0 --out "$T/m.safetensors"
+bad merge_max_reg_zero "max-reg|regularisation" "$BIN/customdiff-merge" --delta "$D" --delta "$D" --categories "cat+dog" --model "$M" --max-reg 0 --out "$T/m.safetensors"
 bad export_delta_corrupt "rand_delta" "$BIN/customdiff-export" --model "$M" --delta "$T/rand_delta.safetensors" --out "$T/o"
 bad export_delta_other_base "base" "$BIN/customdiff-export" --model "$T/tiny1" --delta "$D" --out "$T/o"
 bad export_bad_format "format" "$BIN/customdiff-export" --model "$M" --delta "$D" --format zip --out "$T/o"
 
 # ---- .npy and init latents ---------------------------------------------------------------
+printf '{"url": "http://x/a.jpg", "caption": "a"}\n' > "$T/meta.jsonl"
 hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 5, 8), }"
 { printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 640 /dev/zero; } > "$T/shape.npy"
 bad sample_init_latents_wrong_shape "shape.npy|init-latents|shape" "$S" --model "$M" $SMP --init-latents "$T/shape.npy" --out "$T/o"
@@ -211,14 +212,14 @@ hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 8, 8), }"
 bad sample_init_latents_truncated "short.npy" "$S" --model "$M" $SMP --init-latents "$T/short.npy" --out "$T/o"
 hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (4000000000, 4000000000), }"
 { printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 100 /dev/zero; } > "$T/huge.npy"
-bad index_embeddings_huge_shape "huge.npy" "$BIN/customdiff-index" --embeddings "$T/huge.npy" --out "$T/ixo"
-bad index_embeddings_bad_header "badhdr.npy" "$BIN/customdiff-index" --embeddings "$T/badhdr.npy" --out "$T/ixo"
+bad index_embeddings_huge_shape "huge.npy" "$BIN/customdiff-index" --embeddings "$T/huge.npy" --metadata "$T/meta.jsonl" --out "$T/ixo"
+bad index_embeddings_bad_header "badhdr.npy" "$BIN/customdiff-index" --embeddings "$T/badhdr.npy" --metadata "$T/meta.jsonl" --out "$T/ixo"
 hdr="{'descr': '<c16', 'fortran_order': True, 'shape': (2, 3), }"
 { printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 96 /dev/zero; } > "$T/cplx.npy"
-bad index_embeddings_bad_dtype "cplx.npy" "$BIN/customdiff-index" --embeddings "$T/cplx.npy" --out "$T/ixo"
+bad index_embeddings_bad_dtype "cplx.npy" "$BIN/customdiff-index" --embeddings "$T/cplx.npy" --metadata "$T/meta.jsonl" --out "$T/ixo"
 hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (0, 16), }"
 { printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; } > "$T/zero.npy"
-bad index_embeddings_zero_rows "zero.npy" "$BIN/customdiff-index" --embeddings "$T/zero.npy" --out "$T/ixo"
+bad index_embeddings_zero_rows "zero.npy" "$BIN/customdiff-index" --embeddings "$T/zero.npy" --metadata "$T/meta.jsonl" --out "$T/ixo"
 
 # ---- stores, concepts, index folders -------------------------------------------------------
 mkdir -p "$T/notlmdb"; head -c 8192 /dev/urandom > "$T/notlmdb/data.mdb"
@@ -251,7 +252,7 @@ bad retrieve_prompts_file_empty "empty.txt|prompt" "$BIN/customdiff-retrieve" --
 bad retrieve_prompts_file_binary "binary.txt|UTF-8|prompt" "$BIN/customdiff-retrieve" --index "$T/ix" --clip "$M/clip" --prompts-file "$T/binary.txt" --num 2 --out "$T/c.jsonl"
 bad retrieve_endpoint_bad_url "endpoint|url" "$BIN/customdiff-retrieve" --endpoint "ht!tp://[::" --prompt cat --num 2 --retries 0 --out "$T/c.jsonl"
 # --append onto a corrupt index must fail and leave the good index alone
-bad index_append_bad_npy "badhdr.npy" "$BIN/customdiff-index" --embeddings "$T/badhdr.npy" --append --out "$T/ix"
+bad index_append_bad_npy "badhdr.npy" "$BIN/customdiff-index" --embeddings "$T/badhdr.npy" --metadata "$T/meta.jsonl" --append --out "$T/ix"
 same index_intact_after_bad_append "$T/ix" "$ix_sum"
 
 # ---- prompts files and sample options ------------------------------------------------------
@@ -313,7 +314,7 @@ printf '{"url": "file:///x.jpg", "caption": \n\001\002\n' > "$T/cand.jsonl"
 bad preprocess_candidates_broken "cand.jsonl" "$BIN/customdiff-preprocess" --candidates "$T/cand.jsonl" --resolution 64 --out "$T/pstore2"
 bad preprocess_resolution_zero "resolution" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resolution 0 --out "$T/pstore3"
 bad preprocess_jpeg_quality_bad "jpeg-quality" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --jpeg-quality 500 --out "$T/pstore4"
-bad preprocess_resize_mode_bad "resize-mode" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resize-mode stretch --out "$T/pstore5"
+bad preprocess_resize_mode_bad "resize.mode" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resize-mode stretch --out "$T/pstore5"
 bad preprocess_max_bytes_bad "max-bytes" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --max-bytes lots --out "$T/pstore6"
 bad preprocess_out_under_file "afile" "$BIN/customdiff-preprocess" --instance "$T/raw" --caption cat --resolution 64 --out "$T/afile/store"
 # adding corrupt images to an existing store: the error names them, the old records stay
@@ -325,7 +326,7 @@ if [ "$n" = 2 ]; then pass store_intact_after_bad_add; else fail store_intact_af
 # ---- index, verify, tiny-model ---------------------------------------------------------
 bad index_images_no_clip "clip" "$BIN/customdiff-index" --images "$T/raw" --out "$T/ixo"
 v=$(variant clipbad); own "$v" clip; printf '{"text_config": 5}' > "$v/clip/config.json"
-bad index_clip_config_bad "config.json" "$BIN/customdiff-index" --images "$T/raw" --clip "$v/clip" --out "$T/ixo"
+bad index_clip_config_bad "clipbad" "$BIN/customdiff-index" --images "$T/raw" --clip "$v/clip" --out "$T/ixo"
 bad index_out_under_file "afile" "$BIN/customdiff-index" --store "$T/store" --clip "$M/clip" --out "$T/afile/ix"
 bad verify_cases_missing "nocases" "$BIN/customdiff-verify" --model "$M" "$T/nocases"
 mkdir -p "$T/cases"; printf '{"cases": [{"kind": ' > "$T/cases/unet.json"; head -c 100 /dev/urandom > "$T/cases/unet.safetensors"
