@@ -150,7 +150,8 @@ int cd_store_open_write(const char *path, size_t initial_map_bytes, cd_store **o
     if (s->info.schema_version > CD_STORE_SCHEMA_VERSION) {
         int v = s->info.schema_version;
         free_store(s);
-        return cd_err("%s: store schema version %d is newer than this program's %d", path, v,
+        return cd_err("%s: store schema version %d is newer than this program's %d (written by a "
+                      "newer customdiff: update this one, or write to a new --out)", path, v,
                       CD_STORE_SCHEMA_VERSION);
     }
     s->info.schema_version = CD_STORE_SCHEMA_VERSION;
@@ -400,6 +401,30 @@ int cd_store_add(cd_store *s, const cd_store_rec *r, int64_t *index) {
     push_op(s, DB_SHA, r->sha256, 64, key, (size_t)kl, 0);
     if (index) *index = s->next_index;
     s->next_index++;
+    return 0;
+}
+
+int cd_store_set_caption(cd_store *s, int64_t i, const char *caption) {
+    if (!s->writable) return cd_err("%s: store opened read-only", s->path);
+    char key[32], what[64];
+    int kl = snprintf(key, sizeof key, CD_STORE_KEY_FMT, (long long)i);
+    snprintf(what, sizeof what, "%s: record %s", s->path, key);
+    cd_store_rec r;
+    int found = 0;
+    for (int k = s->nops - 1; k >= 0 && !found; k--)      // the batch first
+        if (s->ops[k].db == DB_RECORDS && s->ops[k].klen == (size_t)kl && !memcmp(s->ops[k].key, key, kl)) {
+            CD_TRY(cd_store_decode_rec(s->ops[k].val, s->ops[k].vlen, what, &r));
+            found = 1;
+        }
+    if (!found) CD_TRY(cd_store_get(s, i, &r));
+    free(r.caption);
+    r.caption = cd_strdup(caption ? caption : "");
+    uint8_t *val;
+    size_t vlen;
+    int rc = cd_store_encode_rec(&r, &val, &vlen);
+    cd_store_rec_free(&r);
+    if (rc) return -1;
+    push_op(s, DB_RECORDS, key, (size_t)kl, val, vlen, 1);   // later ops win at commit
     return 0;
 }
 

@@ -3,7 +3,8 @@
 // Python's `lmdb` package): manifests/schema/store.md. In short:
 //   sub-DB "records":  b"%010d" (0-based insertion index)   -> record value (below)
 //   sub-DB "sha256":   64 lower-case hex chars of sha256(original bytes) -> b"%010d" key
-//   sub-DB "manifest": b"%010d" (input ordinal of the writing tool) -> one JSON object
+//   sub-DB "manifest": b"%010d" (entry ordinal: the order the writer first saw each input,
+//                      dense) -> one JSON object naming the input by its "id" (source)
 //   sub-DB "meta":     b"info" -> JSON {schema_version, resolution, resize_mode, ...}
 //   record value = b"CDR1" | uint32 little-endian n | n bytes UTF-8 JSON | JPEG bytes
 // One writer process at a time (LMDB's writer lock); any number of readers, also while a
@@ -14,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CD_STORE_SCHEMA_VERSION 1
+#define CD_STORE_SCHEMA_VERSION 2       // 2: manifest keyed by first-seen order, entries carry "id"
 #define CD_STORE_KEY_FMT "%010lld"        // record and manifest keys: (long long) index
 
 typedef struct {
@@ -70,7 +71,10 @@ int cd_store_set_info(cd_store *s, const cd_store_info *info);
 int cd_store_find_sha(cd_store *s, const char *sha_hex, int64_t *index);
 // Append a record (copied into the batch); *index gets its insertion index.
 int cd_store_add(cd_store *s, const cd_store_rec *r, int64_t *index);
-// Manifest entries (the writing tool's per-input state), keyed by input ordinal.
+// Replace the caption of stored record i (same key, image and sha256; committed or in the
+// batch). Used when a rerun gives an already stored input a new caption.
+int cd_store_set_caption(cd_store *s, int64_t i, const char *caption);
+// Manifest entries (the writing tool's per-input state), keyed by entry ordinal.
 int cd_store_put_manifest(cd_store *s, int64_t ordinal, const char *json);
 // 1 found (*json heap), 0 absent, -1 error. Sees the uncommitted batch too.
 int cd_store_get_manifest(cd_store *s, int64_t ordinal, char **json);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <math.h>
 #include "core/cli.h"
 #include "core/err.h"
 #include "core/faiss.h"
@@ -51,6 +52,12 @@ static cd_opt opts[] = {
 static void load_inputs(ix_rows *rows) {
     if (embeddings.n != metadata.n) {
         cd_err("%d --embeddings but %d --metadata: give one metadata file per embeddings file", embeddings.n, metadata.n);
+        cd_die("index", 2);
+    }
+    if (!(target_recall > 0 && target_recall <= 1) || k_recall < 1 || batch < 1 || tune_queries < 0 || threads < 0 ||
+        !(max_mem_gb > 0 && isfinite(max_mem_gb)) || !isfinite(query_noise) || query_noise < 0) {
+        cd_err("--recall must be in (0, 1], --k and --batch >= 1, --tune-queries and --threads >= 0, "
+               "--max-index-memory > 0, --query-noise >= 0");
         cd_die("index", 2);
     }
     if (embeddings.n == 0 && images.n == 0 && !store) {

@@ -4,6 +4,7 @@
 // token features of regularisation captions, C the features of each concept's target
 // prompts ("<new_n> category", "photo of a <new_n> category") and V their outputs under the
 // concept's own fine-tuned weight. Concept n's modifier token becomes <new_n>.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,13 @@ static int merge_layer(merge_run *M, const char *name, const float *P, cd_delta 
     if (!bw || bw->ndim != 2 || bw->shape[1] != M->tgt.dim) return cd_err("base model: '%s' missing or not [out, %d]", name, M->tgt.dim);
     int O = (int)bw->shape[0], I = M->tgt.dim, S = M->tgt.n;
     sh[0] = O;
+    for (int k = 0; k < M->nd; k++) {   // every delta's tensor must be [O, I] like the base's
+        int j = cd_delta_find(&M->d[k], name);
+        const cd_delta_tensor *t = j >= 0 ? &M->d[k].t[j] : NULL;
+        if (t && (t->ndim != 2 || t->shape[0] != O || t->shape[1] != I))
+            return cd_err("%s: tensor '%s' has shape [%lld, %lld], the base model's [%d, %d]", M->paths[k], name,
+                          (long long)t->shape[0], (long long)(t->ndim == 2 ? t->shape[1] : 1), O, I);
+    }
     float *V = cd_malloc(sizeof(float) * (size_t)S * O), *W = cd_malloc(sizeof(float) * (size_t)O * I);
     for (int s = 0; s < S; s++) {   // V[s] = W_owner c_s
         const cd_delta *d = &M->d[M->tgt.owner[s]];
@@ -260,6 +268,7 @@ int main(int argc, char **argv) {
     if (r < 0) cd_die(PROG, 2);
     if (!model || !categories || deltas.n < 1) { cd_err("--model, --categories and at least one --delta are required"); cd_die(PROG, 2); }
     if (deltas.n > MAX_CONCEPTS) { cd_err("at most %d deltas", MAX_CONCEPTS); cd_die(PROG, 2); }
+    if (!(ridge >= 0) || !isfinite(ridge) || max_reg < 1) { cd_err("--ridge must be a finite number >= 0 and --max-reg >= 1"); cd_die(PROG, 2); }
     merge_run M;
     memset(&M, 0, sizeof M);
     M.paths = deltas.v; M.nd = deltas.n; M.reg = reg; M.out = out; M.max_reg = max_reg;

@@ -33,7 +33,9 @@ int cd_clip_text_config_parse(const cJSON *o, const char *what, cd_clip_text_con
     CD_TRY(parse_act(o, what, &c->act));
     if (c->hidden <= 0 || c->heads <= 0 || c->hidden % c->heads || c->layers < 0 || c->max_pos <= 0 ||
         c->intermediate <= 0 || c->vocab_size <= 0)
-        return cd_err("%s: inconsistent text config (hidden %d, heads %d, layers %d)", what, c->hidden, c->heads, c->layers);
+        return cd_err("%s: inconsistent text config (hidden_size %d, num_attention_heads %d, num_hidden_layers %d, "
+                      "max_position_embeddings %d, intermediate_size %d, vocab_size %d)", what, c->hidden, c->heads,
+                      c->layers, c->max_pos, c->intermediate, c->vocab_size);
     return 0;
 }
 

@@ -107,10 +107,12 @@ int cd_delta_apply(cd_delta *const *ds, int n, cd_weights *unet_w, cd_tokenizer 
             const cd_delta_tensor *t = &d->t[i];
             cd_weight *w = cd_weights_find(unet_w, t->name);
             if (!w) return cd_err("%s: tensor '%s' is not in the base model", d->path, t->name);
-            if (w->numel != t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1))
-                return cd_err("%s: tensor '%s' has %lld values, the base model's %lld: this delta was "
-                              "made for another base model", d->path, t->name,
-                              (long long)(t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1)), (long long)w->numel);
+            if (w->numel != t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1) || w->shape[0] != t->shape[0])
+                return cd_err("%s: tensor '%s' has shape [%lld, %lld] (%lld values), the base model's [%lld, ...] "
+                              "(%lld values): this delta was made for another base model", d->path, t->name,
+                              (long long)t->shape[0], (long long)(t->ndim == 2 ? t->shape[1] : 1),
+                              (long long)(t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1)),
+                              (long long)w->shape[0], (long long)w->numel);
             int64_t shape[CD_MAX_DIMS];
             memcpy(shape, w->shape, sizeof shape);
             cd_weights_put(unet_w, t->name, w->ndim, shape, t->data);

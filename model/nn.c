@@ -197,15 +197,15 @@ void nn_resnet_fwd(nn_resnet *r, float *y, const float *x, const float *temb_act
     }
     gn_fwd(&r->n2, a, m2, r2, h, B, hw, 1);
     nn_conv_fwd(&r->c2, y, a, B, H, W);
-    if (r->has_sc) {
-        float *s = cd_malloc((size_t)B * r->cout * hw * sizeof(float));
+    free(a);   // before the shortcut: the VAE decoder's peak at 512 px is this block
+    if (r->has_sc) {   // inference: h is dead now, the shortcut output reuses it
+        float *s = ar ? cd_malloc((size_t)B * r->cout * hw * sizeof(float)) : h;
         nn_conv_fwd(&r->sc, s, x, B, H, W);
         cd_acc(y, s, (int64_t)B * r->cout * hw);
-        free(s);
+        if (ar) free(s);
     } else {
         cd_acc(y, x, (int64_t)B * r->cout * hw);
     }
-    free(a);
     if (ar) {
         r->x = x; r->h = h; r->m1 = m1; r->r1 = r1; r->m2 = m2; r->r2 = r2;
         r->B = B; r->H = H; r->W = W;

@@ -356,7 +356,7 @@ int cd_pipeline_load(cd_pipeline *p, const char *model, const char *tokenizer_di
     if (!rc && (what & CD_LOAD_TEXT)) {
         cd_clip_text_config tc;
         rc = cd_clip_text_config_parse(p->text_config, "text_encoder/config.json", &tc);
-        if (!rc) rc = cd_clip_text_bind(&p->text, &tc, &p->text_w);
+        if (!rc && cd_clip_text_bind(&p->text, &tc, &p->text_w)) rc = cd_errctx("text_encoder");
         if (!rc) p->has_text = 1;
     }
     if (!rc && (what & CD_LOAD_TOKENIZER)) rc = cd_tokenizer_load(&p->tok, p->tokenizer_dir);

@@ -84,6 +84,8 @@ int cd_sched_config_from_json(cd_sched_config *c, const cJSON *j, const char *wh
     c->skip_prk_steps = json_tristate(j, "skip_prk_steps");
     if (c->num_train_timesteps < 2 || c->num_train_timesteps > 100000)
         return cd_err("%s: num_train_timesteps %d out of range", what, c->num_train_timesteps);
+    if (!(c->beta_start > 0 && c->beta_start < 1) || !(c->beta_end > 0 && c->beta_end < 1))
+        return cd_err("%s: beta_start %g / beta_end %g must be in (0, 1)", what, c->beta_start, c->beta_end);
     CD_TRY(parse_strings(j, c, what));
     const cJSON *tb = cJSON_GetObjectItemCaseSensitive(j, "trained_betas");
     if (tb && !cJSON_IsNull(tb)) return cd_err("%s: trained_betas is not supported", what);

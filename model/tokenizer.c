@@ -98,8 +98,9 @@ static int load_vocab_json(cd_tokenizer *t, const char *path) {
     const cJSON *it;
     cJSON_ArrayForEach(it, o) {
         if (!cJSON_IsNumber(it) || it->valueint < 0 || it->valueint > 10000000) {
+            cd_err("%s: entry '%s' is not a valid id", path, it->string ? it->string : "?");
             cJSON_Delete(o);
-            return cd_err("%s: entry '%s' is not a valid id", path, it->string ? it->string : "?");
+            return -1;
         }
         if (it->valueint > maxid) maxid = it->valueint;
     }
@@ -129,7 +130,7 @@ static int parse_merges(cd_tokenizer *t, char *text, const char *what) {
         if (n && p[n - 1] == '\r') p[--n] = 0;
         if (n && !(p == text && !strncmp(p, "#version", 8))) {
             char *sp = strchr(p, ' ');
-            if (!sp || sp == p || !sp[1]) return cd_err("%s: line %d is not a merge 'a b': '%.40s'", what, rank + 2, p);
+            if (!sp || sp == p || !sp[1] || strchr(sp + 1, ' ')) return cd_err("%s: line %d is not a merge 'a b': '%.40s'", what, rank + 2, p);
             cd_smap_put(&t->merges, p, rank++);
         }
         if (!e) break;
@@ -142,7 +143,9 @@ static int parse_merges(cd_tokenizer *t, char *text, const char *what) {
 static int load_merges(cd_tokenizer *t, const char *path) {
     char *text; size_t len;
     if (cd_read_file(path, &text, &len, 64u << 20)) return -1;
-    int rc = parse_merges(t, text, path);
+    int rc = strlen(text) != len ? cd_err("%s: NUL byte at offset %zu: not a merges text file", path, strlen(text))
+           : utf8proc_decompose((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, NULL, 0, 0) < 0
+           ? cd_err("%s: not valid UTF-8 text", path) : parse_merges(t, text, path);
     free(text);
     return rc;
 }

@@ -1,6 +1,7 @@
 // UNet2DConditionModel config.json <-> cd_unet_config, with every unsupported option of the
 // diffusers config rejected by name (SDXL and other architectures).
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 #include "model/unet.h"
 #include "core/err.h"
@@ -118,14 +119,23 @@ int cd_unet_config_parse(cd_unet_config *c, const cJSON *j, const char *what) {
     c->sample_size = cd_json_int(j, "sample_size", 64);
     c->flip_sin_to_cos = cd_json_bool(j, "flip_sin_to_cos", 1);
     c->freq_shift = (float)cd_json_num(j, "freq_shift", 0);
-    c->time_embed_dim = 4 * c->block_out[0];
+    if (c->groups < 1) return cd_err("%s: norm_num_groups %d must be >= 1", what, c->groups);
+    if (c->in_channels < 1 || c->in_channels > 64 || c->out_channels < 1 || c->out_channels > 64)
+        return cd_err("%s: in_channels %d / out_channels %d must be 1..64", what, c->in_channels, c->out_channels);
+    if (c->cross_dim < 1 || c->cross_dim > 65536) return cd_err("%s: cross_attention_dim %d must be 1..65536", what, c->cross_dim);
+    if (c->layers_per_block < 1) return cd_err("%s: layers_per_block %d must be >= 1", what, c->layers_per_block);
+    if (c->sample_size < 1 || c->sample_size > 4096) return cd_err("%s: sample_size %d must be 1..4096", what, c->sample_size);
+    if (!(c->eps > 0) || !isfinite(c->eps)) return cd_err("%s: norm_eps must be a positive number", what);
     for (int i = 0; i < n; i++) {
+        if (c->block_out[i] < 1 || c->block_out[i] > 65536)
+            return cd_err("%s: block_out_channels[%d] is %d (must be 1..65536)", what, i, c->block_out[i]);
         if (c->heads[i] < 1 || c->block_out[i] % c->heads[i])
             return cd_err("%s: block %d: %d channels not divisible by %d heads", what, i, c->block_out[i], c->heads[i]);
         if (c->block_out[i] % c->groups)
             return cd_err("%s: block %d: %d channels not divisible by norm_num_groups %d", what, i, c->block_out[i], c->groups);
         if (c->tlayers[i] < 1) return cd_err("%s: transformer_layers_per_block[%d] < 1", what, i);
     }
+    c->time_embed_dim = 4 * c->block_out[0];
     return 0;
 }
 

@@ -61,6 +61,16 @@ int cd_vae_config_parse(cd_vae_config *c, const cJSON *j, const char *what) {
     c->scaling_factor = (float)cd_json_num(j, "scaling_factor", 0.18215);
     c->sample_size = cd_json_int(j, "sample_size", 512);
     if (c->layers_per_block + 1 > VMAXL) return cd_err("%s: layers_per_block %d too large", what, c->layers_per_block);
+    if (c->layers_per_block < 1) return cd_err("%s: layers_per_block %d must be >= 1", what, c->layers_per_block);
+    if (c->groups < 1) return cd_err("%s: norm_num_groups %d must be >= 1", what, c->groups);
+    if (c->in_channels < 1 || c->in_channels > 64 || c->out_channels < 1 || c->out_channels > 64 ||
+        c->latent_channels < 1 || c->latent_channels > 64)
+        return cd_err("%s: in_channels %d / out_channels %d / latent_channels %d must be 1..64", what,
+                      c->in_channels, c->out_channels, c->latent_channels);
+    for (int i = 0; i < c->nblocks; i++)
+        if (c->block_out[i] < 1 || c->block_out[i] > 65536 || c->block_out[i] % c->groups)
+            return cd_err("%s: block_out_channels[%d] is %d (must be 1..65536 and divisible by norm_num_groups %d)",
+                          what, i, c->block_out[i], c->groups);
     return 0;
 }
 

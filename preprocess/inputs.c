@@ -12,7 +12,7 @@
 
 void pp_inputs_free(pp_inputs *in) {
     for (int i = 0; i < in->n; i++) {
-        free(in->v[i].url); free(in->v[i].path); free(in->v[i].caption); free(in->v[i].origin_url);
+        free(in->v[i].url); free(in->v[i].path); free(in->v[i].caption); free(in->v[i].origin_url); free(in->v[i].id);
     }
     free(in->v);
     memset(in, 0, sizeof *in);
@@ -59,6 +59,7 @@ int pp_inputs_instance(const char *dir, const char *caption, pp_inputs *in) {
         size_t tl = 0;
         pp_input *p = push(in);
         p->path = path;
+        p->id = cd_strdup(names[i]);
         if (cd_path_exists(side) && cd_read_file(side, &text, &tl, 1 << 20) == 0) {
             p->caption = clean_text(text, tl);
             free(text);
@@ -257,6 +258,7 @@ int pp_parse_cd_lists(const char *images, const char *captions, const char *urls
         if (!cap) { free(t); free(url); return cd_err("%s: caption.txt has fewer lines than images.txt (line %d)", what, line); }
         pp_input *p = push(in);
         p->path = resolve_image(t, base_dir);
+        p->id = cd_strdup(t);
         p->caption = clean_text(cap, strlen(cap));
         if (url) { p->origin_url = clean_text(url, strlen(url)); if (!*p->origin_url) { free(p->origin_url); p->origin_url = NULL; } }
         free(t); free(cap); free(url);

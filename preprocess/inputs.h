@@ -10,6 +10,8 @@ typedef struct {
     char *path;           // local file (NULL for a URL)
     char *caption;        // never NULL
     char *origin_url;     // folder layout: the urls.txt entry for a local file (or NULL)
+    char *id;             // identity across reruns when not the url: a local file's path
+                          // relative to its folder (instance file name, images.txt line)
     double similarity;    // JSONL "similarity" (has_similarity says if present)
     int has_similarity;
 } pp_input;

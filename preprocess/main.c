@@ -31,7 +31,7 @@ static int parse_size(const char *s, const char *opt, int64_t *out) {
     default: return cd_err("--%s: cannot read size '%s' (e.g. 20MB)", opt, s);
     }
     if (*end) { end++; if (toupper((unsigned char)*end) == 'I') end++; if (toupper((unsigned char)*end) == 'B') end++; }
-    if (*end || v < 0 || end == s) return cd_err("--%s: cannot read size '%s' (e.g. 20MB)", opt, s);
+    if (*end || !(v >= 0 && v < 1e18) || end == s) return cd_err("--%s: cannot read size '%s' (e.g. 20MB)", opt, s);
     *out = (int64_t)(v * m);
     return 0;
 }
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
         {"instance", CD_OPT_STR, &instance, NULL, "folder of instance photos (jpg, png, webp); NAME.txt overrides the caption of NAME.jpg"},
         {"caption", CD_OPT_STR, &caption, NULL, "caption of the instance photos (e.g. \"photo of a <new1> cat\")"},
         {"candidates", CD_OPT_STR, &candidates, NULL, "retrieve's candidates.jsonl, a CSV/TSV with url and caption columns, or a folder with images.txt, caption.txt, urls.txt"},
-        {"num", CD_OPT_INT, &num, "0", "walk the candidates in order until the store holds N records (0 = all)"},
+        {"num", CD_OPT_INT, &num, "0", "walk the candidates in order until the store holds N records (0 = all); records of earlier runs count, so a rerun with a larger N adds only the difference"},
         {"out", CD_OPT_STR, &out, NULL, "store folder (LMDB); manifest.jsonl, stats.json and contact.jpg are written inside it"},
         {"resolution", CD_OPT_INT, &resolution, "512", "output size in pixels"},
         {"resize-mode", CD_OPT_STR, &mode, "center_crop", "no, keep_ratio, center_crop or border (img2dataset's modes)"},
@@ -102,6 +102,12 @@ int main(int argc, char **argv) {
         cd_err("--resolution must be 8..8192, --jpeg-quality 1..100, --concurrency >= 1");
         cd_die("preprocess", 2);
     }
+    if (workers < 0 || num < 0 || batch < 0 || retries < 0 || host_conns < 1 || max_pixels < 1 || mb < 1 || ms < 1 ||
+        !(timeout > 0 && timeout < 1e6) || !(connect_timeout > 0 && connect_timeout < 1e6)) {
+        cd_err("--workers, --num, --batch and --retries must be >= 0, --max-host-conns, --max-pixels, --max-bytes and "
+               "--map-size >= 1, --timeout and --connect-timeout positive seconds");
+        cd_die("preprocess", 2);
+    }
     o.map_size = (size_t)ms;
     cd_http_opts_default(&o.http);
     o.http.concurrency = concurrency;
@@ -120,10 +126,16 @@ int main(int argc, char **argv) {
     pp_stats st;
     if (pp_run(&o, &in, &st)) cd_die("preprocess", 1);
     if (pp_write_reports(out, &st)) cd_die("preprocess", 1);
+    if (st.stored == 0 && st.processed > 0) {
+        cd_err("%s: none of the %lld inputs could be stored (the reasons are in %s/manifest.jsonl)",
+               instance ? instance : candidates, (long long)st.processed, out);
+        cd_die("preprocess", 1);
+    }
     printf("customdiff-preprocess: wrote %s: %lld records (%lld new from %lld inputs processed in %.1f s); "
            "manifest.jsonl, stats.json, contact.jpg inside\n", out, (long long)st.stored,
            (long long)(st.stored - st.stored_before), (long long)st.processed, st.seconds);
     pp_inputs_free(&in);
+    pp_stats_free(&st);
     free(pos);
     return 0;
 }

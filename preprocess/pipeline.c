@@ -4,7 +4,9 @@
 // a kill -9 at any moment followed by a rerun gives the same store as one uninterrupted
 // run. Each input's outcome is written to the store's "manifest" sub-DB in the same
 // transaction as its record, so the store alone says what a rerun must redo: inputs with
-// no entry and inputs whose entry is a transient failure.
+// no entry and inputs whose entry is a transient failure. Inputs are matched to entries by
+// identity (source), not position (resume.c): a rerun with more inputs adds only the new
+// ones, under the next manifest and record keys.
 #include "preprocess/pp.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -29,6 +31,9 @@ typedef struct {
     pp_job **jobs;              // per input: the job while it is with the downloader
     uint8_t *with_http;         // per input: 1 while its job is owned by the downloader
     int64_t *dup_url_of;        // per input: earlier ordinal with the same URL, or -1
+    int64_t *man_of;            // per input: its manifest key (resume.c), or -1 until committed
+    int *occ;                   // per input: occurrence of its identity (1 = first)
+    int64_t next_man;           // manifest key the next new input gets
     int64_t cursor, next, stored, window;
     int uncommitted;            // manifest entries in the current batch
     double last_commit;
@@ -61,26 +66,6 @@ static void mark_duplicate_urls(pp_runstate *R) {
         }
     }
     free(tab);
-}
-
-// Resume: inputs with a final outcome in the store are skipped.
-static int resume_cb(void *u, int64_t ord, const char *json) {
-    pp_runstate *R = u;
-    if (ord < 0 || ord >= R->in->n)
-        return cd_err("%s: manifest entry %lld is beyond the %d inputs given: the store was "
-                      "written from other inputs (use a new --out)", R->o->out, (long long)ord, R->in->n);
-    cJSON *o;
-    if (cd_json_parse(json, strlen(json), "manifest entry", &o)) return -1;
-    const pp_input *p = &R->in->v[ord];
-    const char *was = cd_json_str(o, p->url ? "url" : "path", "");
-    const char *now = p->url ? p->url : p->path;
-    int rc = 0;
-    if (strcmp(was, now))
-        rc = cd_err("%s: input %lld was '%s' when the store was written and is '%s' now: use "
-                    "the same inputs to resume, or a new --out", R->o->out, (long long)ord, was, now);
-    else if (!cd_json_bool(o, "transient", 0)) { R->state[ord] = S_SKIP; R->st->skipped++; }
-    cJSON_Delete(o);
-    return rc;
 }
 
 // ---- starting work ----
@@ -130,6 +115,8 @@ static char *manifest_json(pp_runstate *R, int64_t i, const pp_job *j, int64_t k
     cJSON *o = cJSON_CreateObject();
     char kb[32];
     cJSON_AddNumberToObject(o, "index", (double)i);
+    cJSON_AddStringToObject(o, "id", pp_input_id(p));
+    if (R->occ[i] > 1) cJSON_AddNumberToObject(o, "occurrence", R->occ[i]);
     if (key >= 0) { snprintf(kb, sizeof kb, CD_STORE_KEY_FMT, (long long)key); cJSON_AddStringToObject(o, "key", kb); }
     else cJSON_AddNullToObject(o, "key");
     if (p->url) cJSON_AddStringToObject(o, "url", p->url);
@@ -145,6 +132,8 @@ static char *manifest_json(pp_runstate *R, int64_t i, const pp_job *j, int64_t k
         cJSON_AddBoolToObject(o, "transient", 0);
     } else {
         cJSON_AddStringToObject(o, "status", j->status);
+        if (!p->url && j->error[0] && strcmp(j->status, "success"))   // a local photo: say which and why
+            cd_warn("skipped (%s): %s", j->status, j->error);
         if (j->error[0]) cJSON_AddStringToObject(o, "error_message", j->error);
         else cJSON_AddNullToObject(o, "error_message");
         cJSON_AddBoolToObject(o, "transient", j->transient);
@@ -190,7 +179,8 @@ static int commit_one(pp_runstate *R, int64_t i) {
         }
     }
     char *m = manifest_json(R, i, j, key);
-    int rc = cd_store_put_manifest(R->s, i, m);
+    if (R->man_of[i] < 0) R->man_of[i] = R->next_man++;      // a new input: the next key
+    int rc = cd_store_put_manifest(R->s, R->man_of[i], m);
     free(m);
     R->uncommitted++;
     R->st->processed++;
@@ -277,9 +267,14 @@ int pp_run(const pp_opts *o, const pp_inputs *in, pp_stats *st) {
     R.dup_url_of = cd_calloc(in->n + 1, sizeof *R.dup_url_of);
     R.jobs = cd_calloc(in->n + 1, sizeof *R.jobs);
     R.with_http = cd_calloc(in->n + 1, 1);
+    R.man_of = cd_calloc(in->n + 1, sizeof *R.man_of);
+    R.occ = cd_calloc(in->n + 1, sizeof *R.occ);
+    uint8_t *skip = cd_calloc(in->n + 1, 1);
     int rc = cd_store_open_write(o->out, o->map_size, &R.s);
     if (!rc) rc = check_info(&R);
-    if (!rc) rc = cd_store_iter_manifest(R.s, resume_cb, &R);
+    if (!rc) rc = pp_resume_match(R.s, in, o->out, R.man_of, R.occ, skip, st, &R.next_man);
+    for (int64_t i = 0; !rc && i < in->n; i++) if (skip[i]) R.state[i] = S_SKIP;
+    if (!rc && cd_store_batch_ops(R.s)) rc = cd_store_commit(R.s);   // captions, schema-1 entries
     if (!rc) {
         R.stored = st->stored_before = cd_store_count(R.s);
         mark_duplicate_urls(&R);
@@ -304,6 +299,7 @@ int pp_run(const pp_opts *o, const pp_inputs *in, pp_stats *st) {
         cd_store_close(R.s);
     }
     free(R.state); free(R.done); free(R.dup_url_of); free(R.jobs); free(R.with_http);
+    free(R.man_of); free(R.occ); free(skip);
     st->seconds = cd_now() - t0;
     return rc;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include "core/http.h"
 #include "core/image.h"
+#include "core/store.h"
 #include "preprocess/inputs.h"
 
 typedef struct {
@@ -56,7 +57,23 @@ typedef struct {
     int64_t inputs, processed, stored_before, stored, skipped;
     int64_t bytes_downloaded, bytes_stored;
     double seconds;
+    int64_t caption_updated;    // stored inputs whose caption changed and was rewritten
+    int64_t absent;             // manifest entries whose input is not in this run's inputs
+    int64_t *absent_ords;       // their manifest keys, ascending (heap; free with pp_stats_free)
 } pp_stats;
+
+void pp_stats_free(pp_stats *st);
+
+// Incremental reruns (resume.c). The identity of an input across runs: its url, or a local
+// file's path relative to its folder.
+const char *pp_input_id(const pp_input *p);
+// Match the inputs to the store's manifest entries by (identity, occurrence): man_of[i] = the
+// entry's key or -1 (new input), occ[i] = 1 + earlier inputs with the same identity,
+// skip[i] = 1 when its entry is final (st->skipped counted). Changed captions and schema-1
+// entries are rewritten in the store's batch; unmatched entries go to st->absent_ords.
+// *next_man = the key a new entry gets next.
+int pp_resume_match(cd_store *s, const pp_inputs *in, const char *out, int64_t *man_of,
+                    int *occ, uint8_t *skip, pp_stats *st, int64_t *next_man);
 
 // The whole run: resume from the store, download/process, commit in input order.
 int pp_run(const pp_opts *o, const pp_inputs *in, pp_stats *st);

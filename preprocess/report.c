@@ -13,15 +13,38 @@ typedef struct {
     FILE *fp;
     cJSON *counts;          // status -> count
     int64_t n, success, transient;
+    const pp_stats *st;     // absent_ords: entries whose input this run did not list
+    cJSON *absent;          // [{key, id, status}] of those entries
 } man_ctx;
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
 
 static int man_line(void *u, int64_t ord, const char *json) {
     man_ctx *m = u;
-    fputs(json, m->fp);
-    fputc('\n', m->fp);
     m->n++;
     cJSON *o;
     if (cd_json_parse(json, strlen(json), "manifest entry", &o)) return -1;
+    if (m->st->absent && bsearch(&ord, m->st->absent_ords, m->st->absent, sizeof ord, cmp_i64)) {
+        cJSON_AddBoolToObject(o, "absent_from_inputs", 1);
+        char *line = cJSON_PrintUnformatted(o);
+        fputs(line, m->fp);
+        free(line);
+        cJSON *a = cJSON_CreateObject();
+        char kb[32];
+        snprintf(kb, sizeof kb, CD_STORE_KEY_FMT, (long long)ord);
+        cJSON_AddStringToObject(a, "manifest_key", kb);
+        const char *id = cd_json_str(o, "id", NULL);
+        if (!id) id = cd_json_str(o, "url", NULL);
+        cJSON_AddStringToObject(a, "id", id ? id : cd_json_str(o, "path", ""));
+        cJSON_AddStringToObject(a, "status", cd_json_str(o, "status", ""));
+        cJSON_AddItemToArray(m->absent, a);
+    } else {
+        fputs(json, m->fp);
+    }
+    fputc('\n', m->fp);
     const char *s = cd_json_str(o, "status", "error");
     cJSON *c = cJSON_GetObjectItemCaseSensitive(m->counts, s);
     if (c) cJSON_SetNumberValue(c, c->valuedouble + 1);
@@ -69,6 +92,8 @@ int pp_write_reports(const char *store, const pp_stats *st) {
     cd_atomic a;
     man_ctx m = {0};
     m.counts = cJSON_CreateObject();
+    m.st = st;
+    m.absent = cJSON_CreateArray();
     int rc = cd_atomic_open(&a, mpath);
     if (!rc) {
         m.fp = a.fp;
@@ -90,9 +115,13 @@ int pp_write_reports(const char *store, const pp_stats *st) {
         cJSON_AddNumberToObject(o, "transient_failures", (double)m.transient);
         cJSON_AddItemToObject(o, "status", m.counts);
         m.counts = NULL;
+        cJSON_AddNumberToObject(o, "inputs_absent", (double)st->absent);
+        cJSON_AddItemToObject(o, "absent_from_inputs", m.absent);
+        m.absent = NULL;
         cJSON *r = cJSON_AddObjectToObject(o, "this_run");
         cJSON_AddNumberToObject(r, "processed", (double)st->processed);
         cJSON_AddNumberToObject(r, "resumed_skipped", (double)st->skipped);
+        cJSON_AddNumberToObject(r, "caption_updated", (double)st->caption_updated);
         cJSON_AddNumberToObject(r, "stored", (double)(st->stored - st->stored_before));
         cJSON_AddNumberToObject(r, "bytes_downloaded", (double)st->bytes_downloaded);
         cJSON_AddNumberToObject(r, "bytes_stored", (double)st->bytes_stored);
@@ -103,6 +132,7 @@ int pp_write_reports(const char *store, const pp_stats *st) {
     }
     if (!rc) rc = contact_sheet(s, cpath);
     cJSON_Delete(m.counts);
+    cJSON_Delete(m.absent);
     cd_store_close(s);
     free(mpath); free(spath); free(cpath);
     return rc;

@@ -68,6 +68,10 @@ int rt_local_open(rt_local *L, const char *dir, const char *clip_dir, const char
     L->dir = cd_strdup(dir);
     char *j = cd_path_join(dir, "index.json"), *f = cd_path_join(dir, "index.faiss"), *m = cd_path_join(dir, "metadata.lmdb");
     int rc = cd_json_load(j, &L->info);
+    if (rc == 0 && !cJSON_IsObject(L->info)) rc = cd_err("%s: not a JSON object", j);
+    if (rc == 0 && cJSON_GetObjectItemCaseSensitive(L->info, "dimension") &&
+        !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(L->info, "dimension")))
+        rc = cd_err("%s: 'dimension' is not a number", j);
     if (rc == 0) rc = cd_faiss_read(&L->ix, f, 0);
     if (rc == 0) rc = cd_idxmeta_open(&L->meta, m, 0);
     if (rc == 0) {

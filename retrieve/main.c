@@ -182,6 +182,13 @@ int main(int argc, char **argv) {
                          opts, argc, argv, NULL, NULL);
     if (r == 1) return 0;
     if (r < 0) cd_die("retrieve", 2);
+    if (top < 0 || max_k < 1 || threads < 0 || retries < 0 || port < 1 || port > 65535 || !(oversample >= 1) ||
+        !isfinite(oversample) || !isfinite(min_sim) || !isfinite(near_dup) || !(timeout_s > 0) || !isfinite(timeout_s) ||
+        !(backoff >= 0) || !isfinite(backoff) || !(serve_seconds >= 0) || !isfinite(serve_seconds)) {
+        cd_err("--top, --threads and --retries must be >= 0, --max-k >= 1, --port 1..65535, --oversample >= 1, "
+               "--timeout > 0, --backoff and --serve-seconds >= 0, --min-similarity and --near-dup finite");
+        cd_die("retrieve", 2);
+    }
     cd_faiss_set_threads(threads);
     rt_local L;
     if (serve) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/npy.h"
@@ -15,6 +16,10 @@ int sample_read_prompts(const char *path, char ***out, int *n) {
     CD_TRY(cd_read_file(path, &text, &len, 64 << 20));
     *out = NULL;
     *n = 0;
+    if (strlen(text) != len || utf8proc_decompose((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, NULL, 0, 0) < 0) {
+        free(text);
+        return cd_err("%s: not a UTF-8 text file (one prompt per line)", path);
+    }
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         size_t l = strlen(line);

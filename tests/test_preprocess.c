@@ -1,13 +1,15 @@
 // customdiff-preprocess end to end: instance folders (JPEG, PNG, WebP, EXIF-rotated, gray,
 // CMYK, 16-bit, alpha, duplicates), candidates through the loopback server's fault routes,
 // CSV/TSV/folder inputs, --num, resume after kill -9 (stores compared record by record),
-// --export. Images are generated here with the codec libraries.
+// --export, incremental reruns (grown/shrunk folders, extended/reordered lists, changed
+// captions, schema-1 stores). Images are generated here with the codec libraries.
 #include "tests/testlib.h"
 #include "tests/httpd.h"
 #include "core/fileio.h"
 #include "core/image.h"
 #include "core/json.h"
 #include "core/store.h"
+#include <lmdb.h>
 #include <png.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -480,6 +482,407 @@ TEST(csv_tsv_and_folder_inputs) {
     free(ua); free(ub); free(tsv); free(s2); free(log); free(csv); free(store); free(dir);
 }
 
+// ---- incremental reruns: inputs are matched by identity (source), not list position ----
+
+// stats.json of a store (NULL on error).
+static cJSON *stats_of(const char *store) {
+    char *p = cd_path_join(store, "stats.json");
+    cJSON *o = NULL;
+    if (cd_json_load(p, &o)) o = NULL;
+    free(p);
+    return o;
+}
+static int run_stat(const cJSON *st, const char *key) {
+    return cd_json_int(cJSON_GetObjectItemCaseSensitive(st, "this_run"), key, -1);
+}
+
+static void copy_file(const char *from_dir, const char *name, const char *to_dir, const char *to_name) {
+    char *p = cd_path_join(from_dir, name), *d;
+    size_t n;
+    if (cd_read_file(p, &d, &n, 0) == 0) { put(to_dir, to_name, d, n); free(d); }
+    free(p);
+}
+
+// Record i's source file name (after the last '/') and sha256, for order checks.
+static int rec_is(cd_store *s, int64_t i, const char *base, const char *sha) {
+    cd_store_rec r;
+    if (cd_store_get(s, i, &r)) return 0;
+    const char *b = strrchr(r.source, '/');
+    int ok = b && !strcmp(b + 1, base) && (!sha || !strcmp(r.sha256, sha));
+    cd_store_rec_free(&r);
+    return ok;
+}
+
+TEST(instance_folder_grows_and_shrinks) {
+    char *dir = tl_tmpdir("pp-grow"), *in = cd_path_join(dir, "in"), *store = cd_path_join(dir, "store");
+    cd_mkdirs(in);
+    copy_file(imgdir, "a.jpg", in, "a.jpg");
+    copy_file(imgdir, "b.png", in, "b.png");
+    copy_file(imgdir, "d.jpg", in, "d.jpg");
+    char *log = cd_path_join(dir, "log"), *args = cd_fmt("--instance %s --caption 'a <new1> dog' --out %s --resolution 32 --workers 2", in, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    recsum *v0;
+    int64_t n0;
+    CHECK_OK(load_store(store, &v0, &n0));
+    CHECK(n0 == 3);
+    // Grow: a new file sorting first, one sorting between, and a copy of a.jpg's bytes.
+    copy_file(imgdir, "c.webp", in, "0first.webp");
+    copy_file(imgdir, "rot.jpg", in, "c.jpg");
+    copy_file(imgdir, "a.jpg", in, "zcopy.jpg");
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    cJSON *st = stats_of(store);
+    CHECKF(st && run_stat(st, "processed") == 3 && run_stat(st, "resumed_skipped") == 3 && run_stat(st, "stored") == 2,
+           "processed %d skipped %d stored %d", run_stat(st, "processed"), run_stat(st, "resumed_skipped"), run_stat(st, "stored"));
+    cJSON_Delete(st);
+    cd_store *s;
+    CHECK_OK(cd_store_open(store, &s));
+    CHECK(cd_store_count(s) == 5);
+    CHECK(rec_is(s, 0, "a.jpg", v0[0].sha) && rec_is(s, 1, "b.png", v0[1].sha) && rec_is(s, 2, "d.jpg", v0[2].sha));
+    CHECK(rec_is(s, 3, "0first.webp", NULL) && rec_is(s, 4, "c.jpg", NULL));   // new ones: next keys, input order
+    cd_store_close(s);
+    int nm;
+    cJSON **m = manifest(store, &nm);
+    CHECKF(m && nm == 6, "manifest has %d lines", nm);
+    const char *ids[] = {"a.jpg", "b.png", "d.jpg", "0first.webp", "c.jpg", "zcopy.jpg"};
+    for (int i = 0; i < nm && i < 6; i++)
+        CHECKF(!strcmp(cd_json_str(m[i], "id", ""), ids[i]), "entry %d id %s", i, cd_json_str(m[i], "id", ""));
+    CHECK(nm == 6 && !strcmp(st_of(m, nm, 5), "duplicate") && !strcmp(cd_json_str(m[5], "duplicate_of", ""), "0000000000"));
+    manifest_free(m, nm);
+    // Shrink: b.png removed -> kept in the store, reported absent; the folder under another
+    // spelling of its path is the same inputs.
+    char *bp = cd_path_join(in, "b.png");
+    unlink(bp);
+    free(bp);
+    free(args);
+    args = cd_fmt("--instance %s/./ --caption 'a <new1> dog' --out %s --resolution 32 --workers 2", in, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    CHECK(strstr(tail_of(log), "absent"));
+    st = stats_of(store);
+    CHECK(st && run_stat(st, "processed") == 0 && cd_json_int(st, "count", 0) == 5 && cd_json_int(st, "inputs_absent", 0) == 1);
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(st, "absent_from_inputs");
+    CHECK(cJSON_GetArraySize(ab) == 1 && !strcmp(cd_json_str(cJSON_GetArrayItem(ab, 0), "id", ""), "b.png"));
+    cJSON_Delete(st);
+    m = manifest(store, &nm);
+    CHECK(m && nm == 6 && cd_json_bool(m[1], "absent_from_inputs", 0) && !cd_json_bool(m[0], "absent_from_inputs", 0));
+    manifest_free(m, nm);
+    // Put it back: matched again, nothing processed, nothing absent.
+    copy_file(imgdir, "b.png", in, "b.png");
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    st = stats_of(store);
+    CHECK(st && run_stat(st, "processed") == 0 && cd_json_int(st, "inputs_absent", -1) == 0 && cd_json_int(st, "count", 0) == 5);
+    cJSON_Delete(st);
+    free_sums(v0, n0);
+    free(args); free(log); free(in); free(store); free(dir);
+}
+
+// The server's hit counts for /files/inc/iNN.jpg, NN < n.
+static void inc_hits(int *h, int n) {
+    for (int i = 0; i < n; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/files/inc/i%02d.jpg", i);
+        h[i] = th_hits(srv, p);
+    }
+}
+
+// candidates file with the URLs of inc/iNN.jpg for NN in order[0..n).
+static void write_inc_list(const char *path, const int *order, int n) {
+    cd_atomic a;
+    if (cd_atomic_open(&a, path)) return;
+    for (int k = 0; k < n; k++) {
+        char p[64], cap[32];
+        snprintf(p, sizeof p, "/files/inc/i%02d.jpg", order[k]);
+        snprintf(cap, sizeof cap, "picture %d", order[k]);
+        char *l = jsonl_line(p, cap);
+        fputs(l, a.fp);
+        free(l);
+    }
+    cd_atomic_commit(&a);
+}
+
+TEST(candidates_extend_larger_num_and_reorder) {
+    char *dir = tl_tmpdir("pp-ext"), *cand = cd_path_join(dir, "c.jsonl"), *store = cd_path_join(dir, "store");
+    char *inc = cd_path_join(imgdir, "inc"), *log = cd_path_join(dir, "log");
+    cd_mkdirs(inc);
+    for (int i = 0; i < 10; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "i%02d.jpg", i);
+        put_jpeg(inc, name, 90 + i, 70, 300 + i);
+    }
+    int order[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, h0[10], h1[10];
+    write_inc_list(cand, order, 6);                       // a short list, --num 3
+    inc_hits(h0, 10);
+    char *args = cd_fmt("--candidates %s --out %s --resolution 32 --allow-loopback --concurrency 1 --num 3", cand, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    free(args);
+    recsum *v0;
+    int64_t n0;
+    CHECK_OK(load_store(store, &v0, &n0));
+    CHECK(n0 == 3);
+    // Extended list (retrieve --num larger), --num 7: the first three are not fetched again.
+    write_inc_list(cand, order, 10);
+    inc_hits(h0, 10);
+    args = cd_fmt("--candidates %s --out %s --resolution 32 --allow-loopback --concurrency 1 --num 7", cand, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    free(args);
+    inc_hits(h1, 10);
+    for (int i = 0; i < 3; i++) CHECKF(h1[i] == h0[i], "input %d fetched again", i);
+    for (int i = 3; i < 7; i++) CHECKF(h1[i] == h0[i] + 1, "input %d: %d fetches", i, h1[i] - h0[i]);
+    cd_store *s;
+    CHECK_OK(cd_store_open(store, &s));
+    CHECK(cd_store_count(s) == 7);
+    for (int i = 0; i < 7; i++) {
+        char b[32];
+        snprintf(b, sizeof b, "i%02d.jpg", i);
+        CHECKF(rec_is(s, i, b, i < 3 ? v0[i].sha : NULL), "record %d is not %s", i, b);
+    }
+    cd_store_close(s);
+    // Reordered list (reversed), all inputs: only the three never fetched are fetched; the
+    // new records follow in the new input order.
+    int rev[10] = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+    write_inc_list(cand, rev, 10);
+    inc_hits(h0, 10);
+    args = cd_fmt("--candidates %s --out %s --resolution 32 --allow-loopback --concurrency 1", cand, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    inc_hits(h1, 10);
+    for (int i = 0; i < 10; i++) CHECKF(h1[i] == h0[i] + (i >= 7), "input %d: %d fetches", i, h1[i] - h0[i]);
+    CHECK_OK(cd_store_open(store, &s));
+    CHECK(cd_store_count(s) == 10 && rec_is(s, 7, "i09.jpg", NULL) && rec_is(s, 8, "i08.jpg", NULL) && rec_is(s, 9, "i07.jpg", NULL));
+    cd_store_close(s);
+    // Shuffled again: nothing fetched, nothing duplicated, one manifest entry per URL.
+    int shuf[10] = {4, 0, 9, 2, 7, 1, 8, 3, 6, 5};
+    write_inc_list(cand, shuf, 10);
+    inc_hits(h0, 10);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    inc_hits(h1, 10);
+    for (int i = 0; i < 10; i++) CHECKF(h1[i] == h0[i], "input %d fetched again", i);
+    cJSON *st = stats_of(store);
+    CHECK(st && cd_json_int(st, "count", 0) == 10 && run_stat(st, "processed") == 0 && cd_json_int(st, "inputs_absent", -1) == 0);
+    cJSON_Delete(st);
+    int nm;
+    cJSON **m = manifest(store, &nm);
+    CHECK(m && nm == 10);
+    for (int i = 0; i < nm; i++) CHECK(!strcmp(st_of(m, nm, i), "success"));
+    manifest_free(m, nm);
+    free_sums(v0, n0);
+    free(args); free(inc); free(log); free(cand); free(store); free(dir);
+}
+
+TEST(changed_caption_updated_in_place) {
+    char *dir = tl_tmpdir("pp-cap"), *in = cd_path_join(dir, "in"), *store = cd_path_join(dir, "store");
+    cd_mkdirs(in);
+    copy_file(imgdir, "a.jpg", in, "a.jpg");
+    copy_file(imgdir, "d.jpg", in, "d.jpg");
+    copy_file(imgdir, "a.jpg", in, "zcopy.jpg");           // a duplicate: its entry changes, no record
+    char *log = cd_path_join(dir, "log"), *args = cd_fmt("--instance %s --caption 'a <new1> dog' --out %s --resolution 32", in, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    free(args);
+    recsum *v0, *v1;
+    int64_t n0, n1;
+    CHECK_OK(load_store(store, &v0, &n0));
+    put(in, "d.txt", "a sidecar for d\n", 16);
+    args = cd_fmt("--instance %s --caption 'a <new2> dog' --out %s --resolution 32", in, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    CHECK_OK(load_store(store, &v1, &n1));
+    CHECK(n0 == 2 && n1 == 2);
+    for (int64_t i = 0; i < n1 && n0 == n1; i++)           // same keys, bytes, sources
+        CHECK(!strcmp(v0[i].sha, v1[i].sha) && !strcmp(v0[i].source, v1[i].source) &&
+              v0[i].n == v1[i].n && !memcmp(v0[i].jpeg, v1[i].jpeg, v0[i].n));
+    CHECKF(n1 == 2 && !strcmp(v1[0].caption, "a <new2> dog") && !strcmp(v1[1].caption, "a sidecar for d"),
+           "captions '%s' '%s'", v1[0].caption, v1[1].caption);
+    cJSON *st = stats_of(store);
+    CHECK(st && run_stat(st, "processed") == 0 && run_stat(st, "caption_updated") == 3);
+    cJSON_Delete(st);
+    int nm;
+    cJSON **m = manifest(store, &nm);
+    CHECK(m && nm == 3 && !strcmp(cd_json_str(m[2], "caption", ""), "a <new2> dog") &&
+          !strcmp(cd_json_str(m[1], "caption", ""), "a sidecar for d"));
+    manifest_free(m, nm);
+    // The same command again changes nothing.
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    st = stats_of(store);
+    CHECK(st && run_stat(st, "caption_updated") == 0 && run_stat(st, "processed") == 0);
+    cJSON_Delete(st);
+    free_sums(v0, n0); free_sums(v1, n1);
+    free(args); free(log); free(in); free(store); free(dir);
+}
+
+// Rewrite a store as schema version 1 wrote it: manifest entries without "id"/"occurrence",
+// meta/info schema_version = version.
+static int make_v1(const char *path, int version) {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi man, meta;
+    int rc = mdb_env_create(&env);
+    mdb_env_set_maxdbs(env, 8);
+    if (!rc) rc = mdb_env_open(env, path, 0, 0644);
+    if (!rc) rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (rc) { mdb_env_close(env); return cd_err("%s: %s", path, mdb_strerror(rc)); }
+    rc = mdb_dbi_open(txn, "manifest", 0, &man) || mdb_dbi_open(txn, "meta", 0, &meta);
+    MDB_cursor *c;
+    MDB_val k, v;
+    char *keys[64], *vals[64];                           // read all, then write (pages move)
+    int n = 0;
+    if (!rc) rc = mdb_cursor_open(txn, man, &c);
+    for (int r = rc ? 1 : mdb_cursor_get(c, &k, &v, MDB_FIRST); !r && n < 64; r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cJSON *o;
+        if (cd_json_parse(v.mv_data, v.mv_size, "entry", &o)) { rc = -1; break; }
+        cJSON_DeleteItemFromObject(o, "id");
+        cJSON_DeleteItemFromObject(o, "occurrence");
+        vals[n] = cJSON_PrintUnformatted(o);
+        keys[n] = cd_malloc(k.mv_size + 1);
+        memcpy(keys[n], k.mv_data, k.mv_size);
+        keys[n++][k.mv_size] = 0;
+        cJSON_Delete(o);
+    }
+    if (!rc) mdb_cursor_close(c);
+    for (int i = 0; i < n; i++) {
+        MDB_val nk = {strlen(keys[i]), keys[i]}, nv = {strlen(vals[i]), vals[i]};
+        if (!rc) rc = mdb_put(txn, man, &nk, &nv, 0);
+        free(keys[i]); free(vals[i]);
+    }
+    if (!rc) {
+        MDB_val ik = {4, "info"}, iv;
+        cJSON *o = NULL;
+        rc = mdb_get(txn, meta, &ik, &iv) || cd_json_parse(iv.mv_data, iv.mv_size, "info", &o);
+        if (!rc) {
+            cJSON_DeleteItemFromObject(o, "schema_version");
+            cJSON_AddNumberToObject(o, "schema_version", version);
+            char *s = cJSON_PrintUnformatted(o);
+            MDB_val nv = {strlen(s), s};
+            rc = mdb_put(txn, meta, &ik, &nv, 0);
+            free(s);
+        }
+        cJSON_Delete(o);
+    }
+    if (rc) mdb_txn_abort(txn); else rc = mdb_txn_commit(txn);
+    mdb_env_close(env);
+    return rc ? cd_err("%s: could not rewrite as schema %d", path, version) : 0;
+}
+
+TEST(schema1_store_is_upgraded) {
+    char *dir = tl_tmpdir("pp-v1"), *in = cd_path_join(dir, "in"), *store = cd_path_join(dir, "store");
+    char *cand = cd_path_join(dir, "c.jsonl"), *cstore = cd_path_join(dir, "cstore"), *log = cd_path_join(dir, "log");
+    cd_mkdirs(in);
+    copy_file(imgdir, "a.jpg", in, "a.jpg");
+    copy_file(imgdir, "d.jpg", in, "d.jpg");
+    char *args = cd_fmt("--instance %s --caption 'x' --out %s --resolution 32", in, store);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    CHECK_OK(make_v1(store, 1));
+    copy_file(imgdir, "c.webp", in, "b.webp");
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));   // v1 entries matched by their path
+    cJSON *st = stats_of(store);
+    CHECK(st && run_stat(st, "processed") == 1 && cd_json_int(st, "count", 0) == 3 && cd_json_int(st, "inputs_absent", -1) == 0);
+    cJSON_Delete(st);
+    int nm;
+    cJSON **m = manifest(store, &nm);
+    CHECK(m && nm == 3 && !strcmp(cd_json_str(m[0], "id", ""), "a.jpg") && !strcmp(cd_json_str(m[1], "id", ""), "d.jpg") &&
+          !strcmp(cd_json_str(m[2], "id", ""), "b.webp"));
+    manifest_free(m, nm);
+    cd_store *s;
+    cd_store_info info;
+    CHECK_OK(cd_store_open(store, &s));
+    CHECK_OK(cd_store_get_info(s, &info));
+    CHECK(info.schema_version == CD_STORE_SCHEMA_VERSION && rec_is(s, 2, "b.webp", NULL));
+    cd_store_close(s);
+    free(args);
+    // A v1 candidates store with a URL listed twice: matched by url and occurrence.
+    char *ua = th_url(srv, "/files/a.jpg"), *ub = th_url(srv, "/files/b.png");
+    char *text = cd_fmt("{\"url\": \"%s\"}\n{\"url\": \"%s\"}\n{\"url\": \"%s\"}\n", ua, ub, ua);
+    put(dir, "c.jsonl", text, strlen(text));
+    free(text);
+    args = cd_fmt("--candidates %s --out %s --resolution 32 --allow-loopback", cand, cstore);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    CHECK_OK(make_v1(cstore, 1));
+    int ha = th_hits(srv, "/files/a.jpg"), hb = th_hits(srv, "/files/b.png");
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    CHECK(th_hits(srv, "/files/a.jpg") == ha && th_hits(srv, "/files/b.png") == hb);
+    m = manifest(cstore, &nm);
+    CHECK(m && nm == 3 && !strcmp(st_of(m, nm, 2), "duplicate_url") && cd_json_int(m[2], "occurrence", 0) == 2);
+    manifest_free(m, nm);
+    // A store from a newer program is refused with a clear message.
+    CHECK_OK(make_v1(cstore, CD_STORE_SCHEMA_VERSION + 1));
+    CHECK(run_pp(args, log) != 0 && strstr(tail_of(log), "newer than this program"));
+    free(ua); free(ub);
+    free(args); free(log); free(cand); free(cstore); free(in); free(store); free(dir);
+}
+
+// kill -9 during an incremental rerun (an extended, reordered list): same store as without.
+static void write_slow_list(const char *path, const char *sub, const int *order, int n) {
+    cd_atomic a;
+    if (cd_atomic_open(&a, path)) return;
+    for (int k = 0; k < n; k++) {
+        char p[96], cap[32];
+        snprintf(p, sizeof p, "/slow/%d/%s/k%02d.jpg", 20 + (order[k] * 37) % 50, sub, order[k]);
+        snprintf(cap, sizeof cap, "slow %d", order[k]);
+        char *l = jsonl_line(order[k] % 9 == 4 ? "/404" : p, cap);
+        fputs(l, a.fp);
+        free(l);
+    }
+    cd_atomic_commit(&a);
+}
+
+TEST(kill9_during_incremental_rerun) {
+    char *dir = tl_tmpdir("pp-kinc"), *cand = cd_path_join(dir, "c.jsonl"), *imgs = cd_path_join(imgdir, "kinc");
+    char *sa = cd_path_join(dir, "A"), *sb = cd_path_join(dir, "B"), *log = cd_path_join(dir, "log");
+    cd_mkdirs(imgs);
+    int order[40];
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "k%02d.jpg", i);
+        put_jpeg(imgs, name, 100 + i, 90, 500 + i);
+        order[i] = i;
+    }
+    const char *common = "--resolution 40 --allow-loopback --concurrency 4 --batch 3 --workers 2";
+    write_slow_list(cand, "kinc", order, 16);                // first run: 16 inputs, --num 8
+    for (int k = 0; k < 2; k++) {
+        char *args = cd_fmt("--candidates %s --out %s %s --num 8", cand, k ? sb : sa, common);
+        CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+        free(args);
+    }
+    for (int i = 0; i < 40; i++) order[i] = (i * 7) % 40;     // extended and reordered
+    write_slow_list(cand, "kinc", order, 40);
+    char *args = cd_fmt("--candidates %s --out %s %s --num 30", cand, sa, common);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    free(args);
+    int kills = 0;
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fd = open("/dev/null", 1);
+            dup2(fd, 1); dup2(fd, 2);
+            execl(bin, bin, "--candidates", cand, "--out", sb, "--resolution", "40", "--allow-loopback",
+                  "--concurrency", "4", "--batch", "3", "--workers", "2", "--num", "30", (char *)NULL);
+            _exit(127);
+        }
+        usleep(120000 + round * 100000);
+        kill(pid, SIGKILL);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (WIFSIGNALED(st)) kills++;
+    }
+    args = cd_fmt("--candidates %s --out %s %s --num 30", cand, sb, common);
+    CHECKF(run_pp(args, log) == 0, "%s", tail_of(log));
+    free(args);
+    recsum *va, *vb;
+    int64_t na, nb;
+    CHECK_OK(load_store(sa, &va, &na));
+    CHECK_OK(load_store(sb, &vb, &nb));
+    CHECKF(kills >= 1, "no run was killed mid-way");
+    CHECKF(na == 30 && nb == na, "counts %lld vs %lld (%d kills)", (long long)na, (long long)nb, kills);
+    for (int64_t i = 0; i < na && nb == na; i++)
+        CHECKF(!strcmp(va[i].sha, vb[i].sha) && !strcmp(va[i].source, vb[i].source) &&
+               !strcmp(va[i].caption, vb[i].caption) && va[i].n == vb[i].n && !memcmp(va[i].jpeg, vb[i].jpeg, va[i].n),
+               "record %lld differs", (long long)i);
+    char *ma = cd_path_join(sa, "manifest.jsonl"), *mb = cd_path_join(sb, "manifest.jsonl"), *da, *db;
+    size_t la, lb;
+    CHECK_OK(cd_read_file(ma, &da, &la, 0));
+    CHECK_OK(cd_read_file(mb, &db, &lb, 0));
+    CHECK(la == lb && !memcmp(da, db, la));
+    free(da); free(db); free(ma); free(mb);
+    free_sums(va, na); free_sums(vb, nb);
+    free(sa); free(sb); free(log); free(cand); free(imgs); free(dir);
+}
+
 TEST(bad_command_lines) {
     char *dir = tl_tmpdir("pp-bad"), *log = cd_path_join(dir, "log");
     CHECK(run_pp("--out x", log) == 2);
@@ -505,6 +908,11 @@ int main(void) {
     RUN(candidates_fault_routes_and_resume);
     RUN(csv_tsv_and_folder_inputs);
     RUN(kill9_and_resume_equals_uninterrupted);
+    RUN(instance_folder_grows_and_shrinks);
+    RUN(candidates_extend_larger_num_and_reorder);
+    RUN(changed_caption_updated_in_place);
+    RUN(schema1_store_is_upgraded);
+    RUN(kill9_during_incremental_rerun);
     RUN(bad_command_lines);
     th_stop(srv);
     free(root); free(imgdir); free(bin);

@@ -158,7 +158,7 @@ TEST(read_back_by_schema_doc) {
     CHECK(mdb_get(txn, meta, &k, &v) == 0);
     cJSON *info;
     CHECK_OK(cd_json_parse(v.mv_data, v.mv_size, "info", &info));
-    CHECK(cd_json_int(info, "schema_version", 0) == 1 && cd_json_int(info, "count", 0) == 12);
+    CHECK(cd_json_int(info, "schema_version", 0) == CD_STORE_SCHEMA_VERSION && cd_json_int(info, "count", 0) == 12);
     cJSON_Delete(info);
     MDB_cursor *c;
     CHECK(mdb_cursor_open(txn, rec, &c) == 0);

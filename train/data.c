@@ -147,8 +147,9 @@ int cd_aug_class(const cd_image *im0, int N, int hflip, int center_crop, cd_rng 
     }
     int top, left;
     if (center_crop) {
-        top = (int)lround((nh - N) / 2.0);
-        left = (int)lround((nw - N) / 2.0);
+        // torchvision CenterCrop: int(round((h - N) / 2.0)), Python's round = half to even
+        top = (int)nearbyint((nh - N) / 2.0);
+        left = (int)nearbyint((nw - N) / 2.0);
     } else {
         top = cd_rng_int(r, 0, nh - N);
         left = cd_rng_int(r, 0, nw - N);

@@ -1,6 +1,7 @@
 // customdiff-train: Custom Diffusion fine-tuning (HF trainer semantics) of a Stable Diffusion
 // model on one or more concepts, with prior preservation from real class images.
 // Writes RUN/delta.safetensors, RUN/checkpoints/, RUN/train.log, RUN/metrics.json, RUN/loss.png.
+#include <math.h>
 #include "train/train.h"
 #include "train/validate.h"
 #include "core/cli.h"
@@ -30,7 +31,7 @@ static cd_opt opts[] = {
     {"prior-loss-weight", CD_OPT_FLOAT, &A.prior_loss_weight, "1.0", "weight of the prior loss"},
     {"num-class-images", CD_OPT_INT, &A.num_class_images, "200", "class images used per concept"},
     {"resolution", CD_OPT_INT, &A.resolution, "512", "training resolution (pixels)"},
-    {"train-batch-size", CD_OPT_INT, &A.batch, "2", "instance images per micro-batch (same number of class images)"},
+    {"train-batch-size", CD_OPT_INT, &A.batch, "4", "instance images per micro-batch (same number of class images); upstream default 4"},
     {"learning-rate", CD_OPT_FLOAT, &A.lr, "1e-5", "base learning rate"},
     {"scale-lr", CD_OPT_FLAG, &A.scale_lr, "0", "lr *= accumulation * batch size (x2 with prior preservation), as upstream"},
     {"lr-warmup-steps", CD_OPT_INT, &A.warmup, "0", "linear warmup steps (0: constant)"},
@@ -72,7 +73,22 @@ static int build_concepts(cd_concept **c, int *n) {
 static int check_args(void) {
     if (!A.model) return cd_err("--model is required");
     if (A.resolution < 16) return cd_err("--resolution %d is too small", A.resolution);
-    if (A.batch < 1 || A.accum < 1 || A.max_steps < 0) return cd_err("--train-batch-size and --gradient-accumulation-steps must be >= 1");
+    if (A.batch < 1 || A.accum < 1) return cd_err("--train-batch-size and --gradient-accumulation-steps must be >= 1");
+    if (A.max_steps < 1) return cd_err("--max-train-steps %d: must be >= 1", A.max_steps);
+    if (A.resolution > 4096) return cd_err("--resolution %d is too large (at most 4096)", A.resolution);
+    if (A.batch > 1024) return cd_err("--train-batch-size %d is too large (at most 1024)", A.batch);
+    if (A.validation_steps < 1) return cd_err("--validation-steps %d: must be >= 1", A.validation_steps);
+    if (A.checkpointing_steps < 0 || A.checkpoints_limit < 0 || A.warmup < 0 || A.num_class_images < 0)
+        return cd_err("--checkpointing-steps, --checkpoints-total-limit, --lr-warmup-steps and --num-class-images must be >= 0");
+    if (!isfinite(A.lr) || A.lr < 0) return cd_err("--learning-rate must be a finite number >= 0");
+    if (!isfinite(A.prior_loss_weight) || !isfinite(A.max_grad_norm) || A.max_grad_norm < 0)
+        return cd_err("--prior-loss-weight and --max-grad-norm must be finite (--max-grad-norm >= 0)");
+    if (!(A.adam_beta1 >= 0 && A.adam_beta1 < 1) || !(A.adam_beta2 >= 0 && A.adam_beta2 < 1) ||
+        !(A.adam_eps > 0 && isfinite(A.adam_eps)) || !isfinite(A.weight_decay))
+        return cd_err("--adam-beta1/--adam-beta2 must be in [0, 1), --adam-epsilon > 0, --adam-weight-decay finite");
+    if (A.modifier_token && (!A.modifier_token[0] || A.modifier_token[0] == '+' || strstr(A.modifier_token, "++") ||
+                             A.modifier_token[strlen(A.modifier_token) - 1] == '+'))
+        return cd_err("--modifier-token '%s': empty token name", A.modifier_token);
     if (strcmp(A.train_mode, "crossattn_kv") && strcmp(A.train_mode, "crossattn"))
         return cd_err("--train-mode '%s': expected crossattn_kv or crossattn", A.train_mode);
     return 0;
@@ -136,8 +152,7 @@ static int setup(cd_run *r, char fp[80]) {
     r->h = A.resolution / f;
     CD_TRY(cd_generate_class_images(r));
     CD_TRY(cd_dataset_open(&r->data, r->concepts, r->nconcepts, &A, f));
-    r->lr = A.lr;
-    if (A.scale_lr) r->lr *= (double)A.accum * A.batch * (A.with_prior ? 2 : 1);
+    r->lr = cd_lr_scaled(&A);
     cd_rng_split(&r->rng_aug, (uint64_t)A.seed, 1);
     cd_rng_split(&r->rng_noise, (uint64_t)A.seed, 2);
     if (A.cache_latents) {

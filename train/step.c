@@ -13,6 +13,14 @@ double cd_lr_at(double base, int warmup, int64_t k) {
     return base;
 }
 
+double cd_lr_scaled(const cd_train_args *a) {
+    double lr = a->lr;
+    if (!a->scale_lr) return lr;
+    lr *= (double)a->accum * a->batch;   // * num_processes (1)
+    if (a->with_prior) lr *= 2.0;
+    return lr;
+}
+
 // Cached moments of row r (mean then logvar, 2*per floats), or NULL.
 static float *cache_slot(cd_run *r, const cd_batch *bt, int row) {
     if (!r->a->cache_latents || !bt->deterministic[row]) return NULL;

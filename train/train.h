@@ -102,6 +102,9 @@ typedef struct {
 // lr at optimizer step k (0-based): constant, linear warmup when warmup > 0 (diffusers'
 // constant_with_warmup: k / warmup for k < warmup).
 double cd_lr_at(double base, int warmup, int64_t k);
+// Base lr after --scale-lr as upstream (one process): lr * accum * batch, x2 with prior
+// preservation (Q2); --learning-rate unchanged without --scale-lr.
+double cd_lr_scaled(const cd_train_args *a);
 typedef struct {
     double loss, loss_inst, loss_prior, grad_norm, lr, ms;
     int images;

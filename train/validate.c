@@ -112,6 +112,15 @@ static int count_images(const char *dir) {
     return n;
 }
 
+// Side of generated class images: upstream calls pipeline(prompt), i.e. the model's default
+// size unet.sample_size x VAE factor (512 for SD1, 768 for SD2-768), whatever --resolution is;
+// the class transform then resizes them to --resolution.
+static int class_image_size(const cd_run *r) {
+    if (!r->pipe.vae || !r->pipe.unet) return r->a->resolution;
+    int s = cd_unet_cfg(r->pipe.unet)->sample_size * cd_vae_downscale(r->pipe.vae);
+    return s > 0 ? s : r->a->resolution;
+}
+
 static int generate_for(cd_run *r, const cd_concept *c, int have, int want) {
     const cd_train_args *a = r->a;
     cd_sched_kind kind;
@@ -126,7 +135,7 @@ static int generate_for(cd_run *r, const cd_concept *c, int have, int want) {
     for (int i = have; i < want; i++) {
         cd_image im;
         CD_TRY(cd_sample_one(r, c->class_prompt, kind, 50, 7.5f, (uint64_t)a->seed, 0xc1a550000ull + i,
-                             a->resolution, &im));
+                             class_image_size(r), &im));
         uint8_t *jpg = NULL;
         size_t len = 0;
         int rc = cd_image_encode_jpeg(&im, 95, &jpg, &len);
