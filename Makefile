@@ -9,7 +9,7 @@ CFLAGS  ?= $(OPT) -g -march=x86-64-v2 -fopenmp -Wall -Wextra -Wno-unused-paramet
 CFLAGS  += -std=gnu11 -I. -MMD -MP -D_GNU_SOURCE
 CXXFLAGS ?= $(OPT) -g -fopenmp -Wall
 CXXFLAGS += -std=c++17 -I. -MMD -MP
-LDLIBS  := -lcurl -llmdb -lturbojpeg -lpng -lwebp -lwebpdemux -lcjson -lutf8proc -lmicrohttpd \
+LDLIBS  := -lcurl -llmdb -lturbojpeg -lpng -lwebp -lwebpdemux -lgif -lcjson -lutf8proc -lmicrohttpd \
            -l:libfaiss.a -llapacke -lopenblas -llapack -lstdc++ -lgomp -lpthread -lm
 VERSION := 0.1.0
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)

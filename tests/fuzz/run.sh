@@ -14,7 +14,7 @@ ROOT=$(pwd)
 case $BUILD in /*) OUT=$BUILD/fuzz;; *) OUT=$ROOT/$BUILD/fuzz;; esac
 mkdir -p "$OUT/obj"
 FLAGS="-g -O1 -std=gnu11 -I. -D_GNU_SOURCE -DCD_VERSION=\"fuzz\" -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-LIBS="-lcurl -llmdb -lturbojpeg -lpng -lwebp -lwebpdemux -lcjson -lutf8proc -lpthread -lm"
+LIBS="-lcurl -llmdb -lturbojpeg -lpng -lwebp -lwebpdemux -lgif -lcjson -lutf8proc -lpthread -lm"
 
 # The code under test: core/*.c and the preprocess input parsers, instrumented for coverage.
 objs=""
