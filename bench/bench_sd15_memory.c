@@ -4,9 +4,7 @@
 // with seconds per step and the VAE decode's time and GFLOP/s against the SGEMM rate.
 //
 //   bench_sd15_memory [--dir DIR] [--keep] [--steps N] [--no-sample] [--no-fp16]
-//                     [--drop-maps] [--tokenizer DIR]
-// --drop-maps adds a second sampling run that gives back the text encoder's and the UNet's
-// mapped pages once they are no longer needed (an experiment; see drop_maps).
+//                     [--tokenizer DIR]
 //
 // DIR (default build/sd15-random) gets fp32/ (4.3 GB: unet, vae, text_encoder as
 // *.safetensors) and fp16/ (2.1 GB: the diffusers variant names *.fp16.safetensors), each
@@ -332,15 +330,6 @@ static double vae_decode_macs(const cd_vae_config *c, int h, int w) {
     return m + conv_macs(ch, c->out_channels, 3, hw);
 }
 
-// --drop-maps experiment: give back the resident pages of a component's mapped files once it
-// is not needed any more (text encoder after the prompts, UNet before the VAE decode). The
-// maps are read-only and private, so the pages are simply re-read from the page cache if
-// touched again. Not what customdiff-sample does: this measures what doing so would save.
-static void drop_maps(cd_weights *ws) {
-    for (int i = 0; i < ws->nfiles; i++)
-        if (ws->files[i]->map.size) madvise(ws->files[i]->map.data, ws->files[i]->map.size, MADV_DONTNEED);
-}
-
 typedef struct { double total; int n; } step_acc;
 static void on_step(void *ctx, int i, int n, double secs) {
     step_acc *a = ctx;
@@ -349,7 +338,7 @@ static void on_step(void *ctx, int i, int n, double secs) {
     fflush(stdout);
 }
 
-static int sample_steps(cd_sampler *s, cd_pipeline *p, int steps, int drop, float *lat, step_acc *acc) {
+static int sample_steps(cd_sampler *s, cd_pipeline *p, int steps, float *lat, step_acc *acc) {
     int64_t nctx = 77LL * s->ctx_dim;
     float *cond = cd_malloc(nctx * sizeof(float)), *unc = cd_malloc(nctx * sizeof(float));
     hwm_reset();
@@ -357,7 +346,6 @@ static int sample_steps(cd_sampler *s, cd_pipeline *p, int steps, int drop, floa
     int rc = cd_sampler_encode(s, "", unc);
     if (!rc) rc = cd_sampler_encode(s, "a photo of an astronaut riding a horse on mars", cond);
     if (!rc) mem_print("text encoder (2 prompts)", now_s() - t0);
-    if (drop) drop_maps(&p->text_w);
     cd_sched_kind kind;
     cd_sched_config sc;
     cd_scheduler sch;
@@ -370,14 +358,13 @@ static int sample_steps(cd_sampler *s, cd_pipeline *p, int steps, int drop, floa
     t0 = now_s();
     if (!rc) rc = cd_sampler_denoise(s, &sch, cond, unc, 7.5f, lat, 64, 64, on_step, acc);
     if (!rc) mem_print("denoise (UNet, CFG batch 2)", now_s() - t0);
-    if (drop) drop_maps(&p->unet_w);
     cd_sched_free(&sch);
     free(cond); free(unc);
     return rc;
 }
 
 // Child "sample": customdiff-sample's path at 512x512, DDIM, guidance 7.5.
-static int child_sample(const char *root, int steps, int drop) {
+static int child_sample(const char *root, int steps) {
     double gemm = cd_gemm_rate_gflops(2048);
     printf("  sgemm 2048^3: %.1f GFLOP/s\n", gemm);
     hwm_reset();
@@ -392,8 +379,11 @@ static int child_sample(const char *root, int steps, int drop) {
     cd_rng_seed(&r, 42);
     cd_rng_normal(&r, lat, 4 * 64 * 64);
     step_acc acc = {0, 0};
-    if (!rc) rc = sample_steps(&s, &p, steps, drop, lat, &acc);
+    if (!rc) rc = sample_steps(&s, &p, steps, lat, &acc);
     cd_image im = {0};
+    // cd_sampler_decode first gives back the UNet's mapped pages (model/sampler.c); doing it
+    // here as well puts the phase's baseline after that, so the peak below is the decode's own.
+    for (int i = 0; i < p.unet_w.nfiles; i++) madvise(p.unet_w.files[i]->map.data, p.unet_w.files[i]->map.size, MADV_DONTNEED);
     hwm_reset();
     t0 = now_s();
     if (!rc) rc = cd_sampler_decode(&s, lat, 64, 64, NULL, &im);
@@ -404,8 +394,8 @@ static int child_sample(const char *root, int steps, int drop) {
         double vf = 2 * vae_decode_macs(cd_vae_cfg(p.vae), 64, 64) / td * 1e-9;
         mem_t m = mem_now();
         if (m.hwm > g_peak) g_peak = m.hwm;
-        printf("RESULT sample 512x512 %s%s: peak RSS %.3f GB (whole run); %.2f s/step (CFG batch 2, "
-               "%.1f GFLOP/s = %.0f%% of sgemm); total %.1f s\n", root, drop ? " (--drop-maps)" : "", g_peak / GB, acc.total / acc.n,
+        printf("RESULT sample 512x512 %s: peak RSS %.3f GB (whole run); %.2f s/step (CFG batch 2, "
+               "%.1f GFLOP/s = %.0f%% of sgemm); total %.1f s\n", root, g_peak / GB, acc.total / acc.n,
                uf, 100 * uf / gemm, now_s() - tall);
         printf("RESULT vae decode 512: %.2f s, %.0f GFLOP, %.1f GFLOP/s = %.0f%% of sgemm %.1f GFLOP/s\n", td,
                2 * vae_decode_macs(cd_vae_cfg(p.vae), 64, 64) * 1e-9, vf, 100 * vf / gemm, gemm);
@@ -462,7 +452,7 @@ static int child_main(int argc, char **argv) {
     int rc;
     if (!strcmp(what, "write") && argc >= 6) rc = child_write(argv[3], argv[4], atoi(argv[5]));
     else if (!strcmp(what, "load") && argc >= 4) rc = child_load(argv[3]);
-    else if (!strcmp(what, "sample") && argc >= 6) rc = child_sample(argv[3], atoi(argv[4]), atoi(argv[5]));
+    else if (!strcmp(what, "sample") && argc >= 5) rc = child_sample(argv[3], atoi(argv[4]));
     else { fprintf(stderr, "bad --child arguments\n"); return 2; }
     if (rc) fprintf(stderr, "bench_sd15_memory %s: %s\n", what, cd_errmsg());
     return rc ? 1 : 0;
@@ -501,7 +491,7 @@ static int ensure_model(const char *dir, const char *tokdir, int *fp32) {
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--child")) return child_main(argc, argv);
     const char *dir = "build/sd15-random", *tokdir = "../shared/golden/tiny-sd/model/tokenizer";
-    int keep = 0, steps = 1, nosample = 0, nofp16 = 0, drop = 0;
+    int keep = 0, steps = 1, nosample = 0, nofp16 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tokdir = argv[++i];
@@ -509,9 +499,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--keep")) keep = 1;
         else if (!strcmp(argv[i], "--no-sample")) nosample = 1;
         else if (!strcmp(argv[i], "--no-fp16")) nofp16 = 1;
-        else if (!strcmp(argv[i], "--drop-maps")) drop = 1;
         else {
-            fprintf(stderr, "usage: %s [--dir DIR] [--keep] [--steps N] [--no-sample] [--no-fp16] [--drop-maps] [--tokenizer DIR]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--dir DIR] [--keep] [--steps N] [--no-sample] [--no-fp16] [--tokenizer DIR]\n", argv[0]);
             return 2;
         }
     }
@@ -519,12 +508,10 @@ int main(int argc, char **argv) {
     if (ensure_model(dir, tokdir, &fp32)) { fprintf(stderr, "bench_sd15_memory: %s\n", cd_errmsg()); return 1; }
     char *r32 = cd_path_join(dir, "fp32"), *r16 = cd_path_join(dir, "fp16"), nst[16];
     snprintf(nst, sizeof nst, "%d", steps);
-    struct { const char *title; char *args[7]; int on; } runs[] = {
+    struct { const char *title; char *args[6]; int on; } runs[] = {
         {"(1) load the fp32 folder", {"bench_sd15_memory", "--child", "load", fp32 ? r32 : r16, NULL}, fp32},
         {"(2) load the fp16 folder (converted to fp32)", {"bench_sd15_memory", "--child", "load", r16, NULL}, !nofp16},
-        {"(3+4) sample 512x512, CFG, DDIM", {"bench_sd15_memory", "--child", "sample", fp32 ? r32 : r16, nst, "0", NULL}, !nosample},
-        {"(5) the same with --drop-maps (experiment)", {"bench_sd15_memory", "--child", "sample", fp32 ? r32 : r16, nst, "1", NULL},
-         !nosample && drop},
+        {"(3+4) sample 512x512, CFG, DDIM", {"bench_sd15_memory", "--child", "sample", fp32 ? r32 : r16, nst, NULL}, !nosample},
     };
     for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
         if (!runs[k].on) continue;

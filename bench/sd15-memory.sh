@@ -3,8 +3,7 @@
 # weights' size; 512x512 sampling peaks at most 5 GB; VAE decode at 512), with random weights
 # in the real diffusers layout: runs bench/bench_sd15_memory.c and saves its output with the
 # machine details to bench/results/sd15-memory-cpu.txt.
-#   bench/sd15-memory.sh [bench_sd15_memory options: --keep --steps N --no-sample --no-fp16
-#                         --drop-maps]
+#   bench/sd15-memory.sh [bench_sd15_memory options: --keep --steps N --no-sample --no-fp16]
 # After the bench, customdiff-sample itself makes one 512x512 image (1 DDIM step, guidance 7.5)
 # from the fp32 folder under /usr/bin/time: its max RSS cross-checks the bench's sampling peak.
 # Env: BUILD (build folder, default build), RESULT (output file).
@@ -32,7 +31,7 @@ mkdir -p "$(dirname "$RESULT")"
        "CLIP ViT-L/14 text, real CLIP BPE vocab); peak = VmHWM per phase (reset between phases)."
   "$BUILD/bench/bench_sd15_memory" --dir "$DIR" --keep "$@"
   if [ -d "$DIR/fp32" ] && [ -x /usr/bin/time ]; then
-    echo "(6) customdiff-sample --model $DIR/fp32 --steps 1 --height 512 --width 512 --guidance 7.5"
+    echo "(5) customdiff-sample --model $DIR/fp32 --steps 1 --height 512 --width 512 --guidance 7.5"
     /usr/bin/time -f "customdiff-sample: max RSS %M KB, %e s wall" "$BUILD/bin/customdiff-sample" \
       --model "$DIR/fp32" --prompt "a photo of an astronaut riding a horse on mars" --steps 1 \
       --height 512 --width 512 --guidance 7.5 --out "$BUILD/tmp/sd15-memory-sample" 2>&1 | tr '\r' '\n' | sed 's/^/  /'

@@ -1,4 +1,4 @@
-// Images: decode (JPEG via TurboJPEG, PNG, WebP) to 8-bit RGB, EXIF orientation, resize
+// Images: decode (JPEG via TurboJPEG, PNG, WebP, GIF via giflib, BMP) to 8-bit RGB, EXIF orientation, resize
 // (antialiased, PIL-compatible filters) with img2dataset's modes, encode JPEG/PNG.
 // Owner of the implementation: core/image*.c (decode, resize, encode). All functions are
 // reentrant (errors go to the thread-local cd_err buffer); call them from any thread.
@@ -26,6 +26,10 @@ int cd_image_probe(const void *buf, size_t len, const char *what, cd_imgfmt *fmt
 // is an error, except stray bytes between markers when the end marker is present. CMYK
 // JPEGs with an Adobe APP14 marker are read as inverted (Photoshop) CMYK, others as plain.
 // 16-bit PNG samples are scaled (rounded) to 8 bits. Animated WebP: the first frame.
+// GIF: the first frame on the logical screen (grown to hold the frame); the transparent index
+// and the screen outside the frame are white. BMP: 1/4/8/16/24/32 bit, BI_RGB and bit fields
+// (an alpha mask is honoured unless all alpha is 0); RLE and embedded JPEG/PNG are refused.
+// Details in core/image_gif.c and core/image_bmp.c.
 int cd_image_decode(const void *buf, size_t len, const char *what, int64_t max_pixels,
                     int min_side, cd_image *out);
 int cd_image_load(const char *path, int64_t max_pixels, cd_image *out);

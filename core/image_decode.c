@@ -5,6 +5,7 @@
 #include "core/image.h"
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/image_internal.h"
 #include <png.h>
 #include <setjmp.h>
 #include <stdlib.h>
@@ -387,7 +388,6 @@ static int webp_decode(const uint8_t *p, size_t n, const char *what, int64_t max
 static int unsupported(const char *what, cd_imgfmt f, size_t len) {
     if (len == 0) return cd_err("%s: empty file (0 bytes)", what);
     if (f == CD_FMT_HTML) return cd_err("%s: html page, not an image", what);
-    if (f == CD_FMT_GIF || f == CD_FMT_BMP) return cd_err("%s: unsupported image format %s", what, cd_imgfmt_name(f));
     return cd_err("%s: not an image (unknown format, %zu bytes)", what, len);
 }
 
@@ -407,6 +407,10 @@ int cd_image_probe(const void *buf, size_t len, const char *what, cd_imgfmt *fmt
         CD_TRY(png_run(buf, len, what, 0, 0, &iw, &ih, NULL));
     } else if (f == CD_FMT_WEBP) {
         if (!WebPGetInfo(buf, len, &iw, &ih)) return cd_err("%s: bad WebP header", what);
+    } else if (f == CD_FMT_GIF) {
+        CD_TRY(cd_gif_probe(buf, len, what, &iw, &ih));
+    } else if (f == CD_FMT_BMP) {
+        CD_TRY(cd_bmp_probe(buf, len, what, &iw, &ih));
     } else {
         return unsupported(what, f, len);
     }
@@ -426,6 +430,8 @@ int cd_image_decode(const void *buf, size_t len, const char *what, int64_t max_p
     case CD_FMT_JPEG: return jpeg_decode(buf, len, what, max_pixels, min_side, out);
     case CD_FMT_PNG: return png_run(buf, len, what, max_pixels, 1, NULL, NULL, out);
     case CD_FMT_WEBP: return webp_decode(buf, len, what, max_pixels, out);
+    case CD_FMT_GIF: return cd_gif_decode(buf, len, what, max_pixels, out);
+    case CD_FMT_BMP: return cd_bmp_decode(buf, len, what, max_pixels, out);
     default: return unsupported(what, f, len);
     }
 }

@@ -66,6 +66,10 @@ int cd_delta_compress(cd_delta *d, cd_weights *base, int rank, double ratio, int
     int maxr = 0;
     for (int i = 0; i < d->n; i++) {
         cd_delta_tensor *t = &d->t[i];
+        cd_weight *w = cd_weights_find(base, t->name);
+        if (w && w->ndim != t->ndim)
+            return cd_err("%s: tensor '%s' has %d dimensions, the base model's %d", d->path ? d->path : "delta",
+                          t->name, t->ndim, w->ndim);
         if (t->ndim != 2 || (!strstr(t->name, "to_k") && !strstr(t->name, "to_v"))) continue;
         CD_TRY(compress_one(d, i, base, rank, ratio, &maxr));
     }

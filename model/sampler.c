@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "core/err.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -32,10 +33,23 @@ int cd_sampler_apply_deltas(cd_sampler *s, cd_delta *const *ds, int n, int check
     return cd_unet_rebind(s->pipe->unet);
 }
 
+// Gives back the resident pages of a component's memory-mapped weight files while it is not
+// needed (the text encoder after a prompt, the UNet during the VAE decode). F32 tensors are
+// used in place from read-only private maps, so the pages are just mapped again from the page
+// cache when touched (the UNet's 3.4 GB in well under a second, once per image). Peak RSS of
+// 512x512 SD1.5 sampling: 4.84 -> 3.73 GB (bench/sd15-memory.sh). Owned tensors (fp16
+// converted, delta-replaced) are not in the maps and are untouched.
+static void release_mapped_pages(cd_weights *ws) {
+    for (int i = 0; i < ws->nfiles; i++)
+        if (ws->files[i] && ws->files[i]->map.size) madvise(ws->files[i]->map.data, ws->files[i]->map.size, MADV_DONTNEED);
+}
+
 int cd_sampler_encode(cd_sampler *s, const char *prompt, float *ctx) {
     int32_t ids[CD_CLIP_MAX_LEN];
     CD_TRY(cd_tokenizer_encode(s->pipe->tok, prompt, s->ctx_len, ids, NULL));
-    return cd_clip_text_forward(&s->pipe->text, ids, 1, s->ctx_len, ctx, NULL);
+    int rc = cd_clip_text_forward(&s->pipe->text, ids, 1, s->ctx_len, ctx, NULL);
+    release_mapped_pages(&s->pipe->text_w);
+    return rc;
 }
 
 int cd_sampler_denoise(cd_sampler *s, cd_scheduler *sch, const float *ctx_cond,
@@ -89,6 +103,7 @@ int cd_sampler_decode(cd_sampler *s, const float *lat, int h, int w, float *img,
     float *z = cd_malloc(sizeof(float) * n);
     for (int64_t k = 0; k < n; k++) z[k] = lat[k] / s->scaling;
     float *im = img ? img : cd_malloc(sizeof(float) * 3 * (size_t)H * W);
+    release_mapped_pages(&s->pipe->unet_w);
     int rc = cd_vae_decode(s->pipe->vae, im, z, 1, h, w);
     free(z);
     if (!rc && out) {

@@ -1,6 +1,7 @@
 // Remote clip-retrieval back end: POST /knn-service with ClipClient's fields
 // (retrieval-pipeline.md §1.2-1.4), with retries for HTTP errors, timeouts, non-JSON
 // bodies and empty answers, then a clear error.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,16 @@ static int parse_answer(const char *url, const cd_http_response *r, const char *
         return cd_err("POST %s: empty answer (no results for '%s')", url, text);
     }
     cJSON *e;
+    int k = -1, bad = 0, first_bad = -1;
     cJSON_ArrayForEach(e, j) {
-        if (!cJSON_IsObject(e)) continue;
+        k++;
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(e, "url"), *sim = cJSON_GetObjectItemCaseSensitive(e, "similarity");
+        if (!u) u = cJSON_GetObjectItemCaseSensitive(e, "image_path");
+        if (!cJSON_IsObject(e) || !cJSON_IsString(u) || !u->valuestring[0] || (sim && !cJSON_IsNumber(sim)) ||
+            (sim && !isfinite(sim->valuedouble))) {
+            if (!bad++) first_bad = k;
+            continue;
+        }
         rt_cand c = {.id = (int64_t)cd_json_num(e, "id", -1), .sim = cd_json_num(e, "similarity", 0), .query = text};
         c.meta = cJSON_Duplicate(e, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(c.meta, "id");
@@ -76,6 +85,9 @@ static int parse_answer(const char *url, const cd_http_response *r, const char *
         rt_list_push(out, c);
     }
     cJSON_Delete(j);
+    if (bad && bad == k + 1) return cd_err("POST %s: none of the %d results has a string url and a finite similarity", url, bad);
+    if (bad) cd_warn("POST %s: dropped %d malformed results (no string url, or a similarity that is not a finite number; "
+                     "first: result %d)", url, bad, first_bad);
     return 0;
 }
 

@@ -22,7 +22,8 @@ for b in sample train index retrieve preprocess compress merge export verify tin
 done
 mkdir -p "$BUILD/tmp"
 T=$(mktemp -d "$BUILD/tmp/bad-XXXXXX") && T=$(cd "$T" && pwd) || exit 2
-trap 'rm -rf "$T"' EXIT
+srv=""
+trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$T"' EXIT
 
 # sanitizer NAME FILE: FAIL when FILE holds an ASan/UBSan report (returns 1)
 sanitizer() {
@@ -307,13 +308,27 @@ tr_bad train_mode_unknown "train-mode" --train-mode everything --max-train-steps
 tr_bad train_modifier_empty "modifier" --modifier-token "" --max-train-steps 1
 tr_bad train_out_under_file "afile" --out "$T/afile/run" --max-train-steps 1
 # resume: a corrupt checkpoint fails naming it and leaves the run alone
-ck=$(ls -d "$T"/run/checkpoint-* 2>/dev/null | tail -1)
+ck=$(ls -d "$T"/run/checkpoints/checkpoint-* 2>/dev/null | tail -1)
 if [ -n "$ck" ]; then
-  cp -r "$T/run" "$T/run_bad"; ckb="$T/run_bad/$(basename "$ck")"
-  for f in "$ckb"/*.safetensors; do head -c 500 "$f" > "$f.t" && mv "$f.t" "$f"; done
-  bad train_resume_corrupt_checkpoint "$(basename "$ck")" "$BIN/customdiff-train" $TRAIN --instance-data "$T/store" \
-    --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --resume "$ckb" --out "$T/run_bad"
-  if [ -d "$ckb" ]; then pass train_resume_corrupt_keeps_checkpoint; else fail train_resume_corrupt_keeps_checkpoint "$ckb removed"; fi
+  resume_bad() {  # resume_bad NAME PATTERN: resume from run_NAME's last checkpoint, damaged by the caller
+    bad "train_resume_$1" "$2" "$BIN/customdiff-train" $TRAIN --instance-data "$T/store" \
+      --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --checkpointing-steps 1 --resume "$ckb" --out "$T/run_$1"
+    if [ -d "$ckb" ]; then pass "train_resume_$1_keeps_checkpoint"; else fail "train_resume_$1_keeps_checkpoint" "$ckb removed"; fi
+  }
+  cp -r "$T/run" "$T/run_trunc"; ckb="$T/run_trunc/checkpoints/$(basename "$ck")"
+  head -c 500 "$ckb/state.safetensors" > "$T/st.t" && mv "$T/st.t" "$ckb/state.safetensors"
+  resume_bad trunc "state.safetensors"
+  cp -r "$T/run" "$T/run_json"; ckb="$T/run_json/checkpoints/$(basename "$ck")"; printf '{"step": ' > "$ckb/state.json"
+  resume_bad json "state.json"
+  cp -r "$T/run" "$T/run_types"; ckb="$T/run_types/checkpoints/$(basename "$ck")"
+  printf '{"modifier_tokens": ["<new1>"], "step": -5, "adam_step": 1, "data": {"epoch": 0, "pos": 9, "len": 2}}' > "$ckb/state.json"
+  resume_bad types "state.json: step -5"
+  cp -r "$T/run" "$T/run_other"; ckb="$T/run_other/checkpoints/$(basename "$ck")"
+  bad train_resume_other_model "another base model" "$BIN/customdiff-train" --model "$T/tiny1" --resolution 64 \
+    --modifier-token "<new1>" --initializer-token ktn --train-batch-size 1 --instance-data "$T/store" \
+    --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --resume "$ckb" --out "$T/run_other"
+else
+  fail train_resume_fixture "no checkpoint in $T/run/checkpoints"
 fi
 bad train_resume_missing "nocheckpoint" "$BIN/customdiff-train" $TRAIN --instance-data "$T/store" \
   --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --resume "$T/nocheckpoint" --out "$T/o2"
@@ -437,3 +452,76 @@ bad merge_out_under_file "afile" "$BIN/customdiff-merge" --delta "$D" --delta "$
 bad export_out_under_file "afile" "$BIN/customdiff-export" --model "$M" --delta "$D" --out "$T/afile/exp"
 same store_intact_at_end "$T/store" "$store_sum"
 same run_intact_at_end "$T/run" "$run_sum"
+
+# ---- hostile servers: retrieve's remote client and preprocess's downloads ------------------
+if [ -x "$BUILD/tests/httpd" ]; then
+  mkdir -p "$T/www"
+  printf '[{"url": "http://x/a.jpg", "caption": ' > "$T/www/broken.json"
+  printf '{"error": 5}' > "$T/www/object.json"
+  printf '[{"url": 5, "caption": [1], "similarity": "high", "id": "x"}, 7, null]' > "$T/www/types.json"
+  printf '[{"url": "http://x/a.jpg", "caption": "a", "similarity": 1e999, "id": -1}, {"url": "http://x/b.jpg", "caption": "b", "similarity": 0.5, "id": 3}]' > "$T/www/inf.json"
+  "$BUILD/tests/httpd" "$T/www" 0 > "$T/httpd.out" 2>&1 &
+  srv=$!
+  for i in 1 2 3 4 5 6 7 8 9 10; do grep -q '^port' "$T/httpd.out" 2>/dev/null && break; sleep 0.2; done
+  port=$(sed -n 's/^port //p' "$T/httpd.out")
+  H="http://127.0.0.1:$port"
+  RR="$BIN/customdiff-retrieve --prompt cat --num 2 --retries 0 --timeout 2 --out $T/rc.jsonl"
+  bad remote_broken_json "$H/files/broken.json|JSON" $RR --endpoint "$H/files/broken.json"
+  bad remote_not_a_list "$H/files/object.json|array|list|error" $RR --endpoint "$H/files/object.json"
+  bad remote_garbage_bytes "$H/garbage|JSON" $RR --endpoint "$H/garbage"
+  bad remote_html "$H/html|JSON" $RR --endpoint "$H/html"
+  bad remote_404 "404" $RR --endpoint "$H/404"
+  bad remote_503_forever "503" $RR --endpoint "$H/always503"
+  bad remote_reset "$H/reset|reset|connection|recv" $RR --endpoint "$H/reset"
+  bad remote_truncated "$H/truncated|partial|truncat|transfer" $RR --endpoint "$H/truncated/broken.json"
+  bad remote_slow "$H/slow|timeout|timed out" $RR --endpoint "$H/slow/5000/broken.json"
+  bad remote_redirect_loop "$H/loop|redirect" $RR --endpoint "$H/loop/0"
+  bad remote_huge_body "$H/big|large|bytes|JSON" $RR --endpoint "$H/big/300000000"
+  bad remote_wrong_types "types.json.*url" $RR --endpoint "$H/files/types.json"
+  warns remote_inf_similarity "inf.json: dropped 1 malformed" $RR --endpoint "$H/files/inf.json"
+  printf '{"url": "%s/garbage", "caption": "a"}\n{"url": "%s/reset", "caption": "b"}\n{"url": "%s/truncated/broken.json", "caption": "c"}\n{"url": "%s/html", "caption": "d"}\n{"url": "%s/loop/0", "caption": "e"}\n{"url": "%s/big/30000000", "caption": "f"}\n' \
+    "$H" "$H" "$H" "$H" "$H" "$H" > "$T/hostile.jsonl"
+  bad preprocess_hostile_server_all_fail "manifest.jsonl|none of the" "$BIN/customdiff-preprocess" --candidates "$T/hostile.jsonl" \
+    --allow-loopback --retries 0 --timeout 3 --max-bytes 1MB --resolution 64 --out "$T/hstore"
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=""
+else
+  fail hostile_server "$BUILD/tests/httpd not built"
+fi
+
+# ---- deltas in other layouts, token rows, more misshapen tensors ---------------------------
+"$BIN/customdiff-export" --model "$M" --delta "$D" --format custom-diffusion --out "$T/cdx" > "$T/log" 2>&1 ||
+  fail fixtures "export custom-diffusion: $(tail -1 "$T/log")"
+cp -r "$T/cdx" "$T/cdx_tok"; mkst "$T/cdx_tok/<new1>.safetensors" '{"<new1>":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}'
+head -c 64 /dev/zero >> "$T/cdx_tok/<new1>.safetensors"
+bad sample_cd_token_wrong_dim "new1|token" "$S" --model "$M" --delta "$T/cdx_tok" $SMP --out "$T/o"
+cp -r "$T/cdx" "$T/cdx_shape"
+edit "$T/cdx_shape/pytorch_custom_diffusion_weights.safetensors" 's/"shape":\[32,32\],"data_offsets":\[0,4096\]/"shape":[1024] ,"data_offsets":[0,4096]/'
+bad sample_cd_weights_1d "to_k|shape|1024" "$S" --model "$M" --delta "$T/cdx_shape" $SMP --out "$T/o"
+bad sample_cd_weights_1d_no_check "to_k|shape|1024" "$S" --model "$M" --no-check-base --delta "$T/cdx_shape" $SMP --out "$T/o"
+bad merge_delta_1d "to_k|shape|1024" "$BIN/customdiff-merge" --delta "$D" --delta "$T/cdx_shape" --no-check-base --categories "cat+dog" --model "$M" --out "$T/m.safetensors"
+bad compress_delta_1d "to_k|shape|1024" "$BIN/customdiff-compress" --delta "$T/cdx_shape" --no-check-base --model "$M" --out "$T/c.safetensors"
+cp "$D" "$T/tokdim.safetensors"
+edit "$T/tokdim.safetensors" 's/"token_embedding.<new1>":\{"dtype":"F32","shape":\[32\]/"token_embedding.<new1>":{"dtype":"F32","shape":[32,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]/'
+bad sample_delta_token_bad_shape "tokdim|token" "$S" --model "$M" --delta "$T/tokdim.safetensors" $SMP --out "$T/o"
+cp "$D" "$T/tok3d.safetensors"
+edit "$T/tok3d.safetensors" 's/"shape":\[32,32\],"data_offsets":\[0,4096\]/"shape":[8,16,32],"data_offsets":[0,16384]/'
+bad sample_delta_3d_tensor "tok3d|to_k|shape|data_offsets" "$S" --model "$M" --delta "$T/tok3d.safetensors" --no-check-base $SMP --out "$T/o"
+bad export_delta_wrong_shape "to_k|shape" "$BIN/customdiff-export" --model "$M" --delta "$T/shape_delta.safetensors" --out "$T/exp2"
+bad export_cd_token_wrong_dim "new1|token" "$BIN/customdiff-export" --model "$M" --delta "$T/cdx_tok" --out "$T/exp3"
+printf '[{"instance_prompt": "photo of a <new1> cat", "instance_data_dir": "%s/nowhere_dir"}]' "$T" > "$T/concepts5.json"
+bad train_concepts_missing_dir "nowhere_dir" "$BIN/customdiff-train" $TRAIN --concepts "$T/concepts5.json" --max-train-steps 1 --out "$T/o"
+hdr="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 8), }"
+{ printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf '%*s\n' $((117 - ${#hdr})) ''; head -c 64 /dev/zero; } > "$T/dim8.npy"
+bad index_append_wrong_dim "dimension|dim8|16" "$BIN/customdiff-index" --embeddings "$T/dim8.npy" --metadata "$T/meta3.jsonl" --append --out "$T/ix"
+same index_intact_after_wrong_dim_append "$T/ix" "$ix_sum"
+bad preprocess_export_under_file "afile" "$BIN/customdiff-preprocess" --export "$T/store" "$T/afile/exp"
+bad preprocess_export_empty_folder "emptydir" "$BIN/customdiff-preprocess" --export "$T/emptydir" "$T/exp4"
+
+# ---- corrupt images among good ones --------------------------------------------------------
+mkdir -p "$T/mix"; cp "$(ls "$T"/raw/*.png | head -1)" "$T/mix/good.png"
+cp "$T/corrupt_imgs/a.jpg" "$T/mix/bad.jpg"; cp "$T/corrupt_imgs/b.png" "$T/mix/trunc.png"
+warns index_images_some_corrupt "bad\.jpg" "$BIN/customdiff-index" --images "$T/mix" --clip "$M/clip" --out "$T/ixmix"
+bad index_images_all_corrupt "no images|a\.jpg" "$BIN/customdiff-index" --images "$T/corrupt_imgs" --clip "$M/clip" --out "$T/ixc"
+bad train_image_folder_corrupt "bad\.jpg|trunc\.png" "$BIN/customdiff-train" $TRAIN --instance-data "$T/mix" \
+  --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --checkpointing-steps 0 --out "$T/runmix"
+warns preprocess_instance_some_corrupt "bad\.jpg" "$BIN/customdiff-preprocess" --instance "$T/mix" --caption cat --resolution 64 --out "$T/mixstore"

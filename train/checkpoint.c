@@ -6,6 +6,7 @@
 // at any moment leaves every earlier checkpoint complete; state.json is written last and a
 // checkpoint without it is never picked.
 #include "train/train.h"
+#include "train/ckpt_base.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/json.h"
@@ -43,6 +44,9 @@ static cJSON *rng_json(const cd_rng *r) {
     return o;
 }
 
+static char g_base_fp[80];   // cd_ckpt_set_base
+void cd_ckpt_set_base(const char *fingerprint) { snprintf(g_base_fp, sizeof g_base_fp, "%s", fingerprint); }
+
 static cJSON *state_json(const cd_run *r) {
     const cd_train_args *a = r->a;
     cJSON *o = cJSON_CreateObject();
@@ -58,6 +62,7 @@ static cJSON *state_json(const cd_run *r) {
     cJSON *t = cJSON_AddArrayToObject(o, "modifier_tokens");
     for (int i = 0; i < r->tr.nmod; i++) cJSON_AddItemToArray(t, cJSON_CreateString(r->tr.mod_tok[i]));
     cJSON_AddStringToObject(o, "model", a->model ? a->model : "");
+    if (g_base_fp[0]) cJSON_AddStringToObject(o, "base_fingerprint", g_base_fp);
     cJSON_AddStringToObject(o, "train_mode", a->train_mode ? a->train_mode : "");
     put_u64(o, "seed", (uint64_t)a->seed);
     cJSON_AddNumberToObject(o, "resolution", a->resolution);
@@ -256,6 +261,10 @@ int cd_ckpt_load(cd_run *r, const char *dir) {
                 rc = cd_err("%s: modifier token %d differs from this run's '%s'", js, i, r->tr.mod_tok[i]);
         }
     }
+    const char *bfp = rc == 0 ? cd_json_str(o, "base_fingerprint", NULL) : NULL;
+    if (bfp && g_base_fp[0] && strcmp(bfp, g_base_fp))
+        rc = cd_err("%s: the checkpoint was trained on another base model (its base fingerprint %.19s..., "
+                    "this --model's %.19s...)", js, bfp, g_base_fp);
     double step = 0, adam = 0, epoch = 0, pos = 0, len = 0;
     const cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "data") : NULL;
     if (rc == 0) rc = cd_json_req_num(o, "step", js, &step);
@@ -264,6 +273,8 @@ int cd_ckpt_load(cd_run *r, const char *dir) {
     if (rc == 0) rc = cd_json_req_num(d, "epoch", js, &epoch);
     if (rc == 0) rc = cd_json_req_num(d, "pos", js, &pos);
     if (rc == 0) rc = cd_json_req_num(d, "len", js, &len);
+    if (rc == 0 && !(step >= 0 && adam >= 0 && epoch >= 0 && pos >= 0 && pos <= len && step < 1e12 && epoch < 1e12))
+        rc = cd_err("%s: step %g, adam_step %g, data epoch %g / pos %g / len %g out of range", js, step, adam, epoch, pos, len);
     if (rc == 0 && (int)len != r->data.len)
         rc = cd_err("%s: the dataset had %d samples per epoch, now %d: the data changed", js, (int)len, r->data.len);
     if (rc == 0) rc = load_rng(o, "rng_aug", js, &r->rng_aug);

@@ -3,6 +3,7 @@
 // Writes RUN/delta.safetensors, RUN/checkpoints/, RUN/train.log, RUN/metrics.json, RUN/loss.png.
 #include <math.h>
 #include "train/train.h"
+#include "train/ckpt_base.h"
 #include "train/validate.h"
 #include "core/cli.h"
 #include "core/err.h"
@@ -147,6 +148,7 @@ static int setup(cd_run *r, char fp[80]) {
     to.weight_decay = (float)A.weight_decay;
     CD_TRY(cd_trainer_init(&r->tr, &r->pipe, A.modifier_token, A.initializer_token, &to));
     CD_TRY(base_fingerprint(r, fp));
+    cd_ckpt_set_base(fp);
     int f = 1 << (r->pipe.vae_cfg.nblocks - 1);
     r->lc = cd_unet_cfg(r->pipe.unet)->in_channels;
     r->h = A.resolution / f;
