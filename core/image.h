@@ -28,7 +28,7 @@ int cd_image_probe(const void *buf, size_t len, const char *what, cd_imgfmt *fmt
 // 16-bit PNG samples are scaled (rounded) to 8 bits. Animated WebP: the first frame.
 // GIF: the first frame on the logical screen (grown to hold the frame); the transparent index
 // and the screen outside the frame are white. BMP: 1/4/8/16/24/32 bit, BI_RGB and bit fields
-// (an alpha mask is honoured unless all alpha is 0); RLE and embedded JPEG/PNG are refused.
+// (an alpha mask is honoured unless all alpha is 0), RLE8/RLE4; embedded JPEG/PNG are refused.
 // Details in core/image_gif.c and core/image_bmp.c.
 int cd_image_decode(const void *buf, size_t len, const char *what, int64_t max_pixels,
                     int min_side, cd_image *out);

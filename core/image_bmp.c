@@ -7,7 +7,9 @@
 // are scaled as Pillow does (v * 255 / max, truncated). An alpha mask is honoured (over
 // white) unless every pixel has alpha 0, which writers that fill the channel with zero
 // produce: then the image is taken as opaque, as browsers do. Rows are bottom-up for a
-// positive height, top-down for a negative one. RLE4/RLE8 and embedded JPEG/PNG are refused.
+// positive height, top-down for a negative one. RLE8 (8 bit) and RLE4 (4 bit) are decoded
+// with every run clipped to the image; pixels the stream skips (delta, early end of line or
+// bitmap) keep palette index 0, as in Pillow. Embedded JPEG/PNG are refused.
 #include "core/image_internal.h"
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +33,6 @@ static uint32_t le32(const uint8_t *p) {
 
 static const char *comp_name(int c) {
     switch (c) {
-    case BI_RLE8: return "RLE8";
-    case BI_RLE4: return "RLE4";
     case BI_JPEG: return "embedded JPEG";
     case BI_PNG: return "embedded PNG";
     default: return NULL;
@@ -42,6 +42,7 @@ static const char *comp_name(int c) {
 // Masks: the defaults, or BI_BITFIELDS masks from the header / after a 40-byte header.
 static int bmp_masks(const uint8_t *p, size_t n, const char *what, uint32_t hs, bmp_info *b) {
     memset(b->mask, 0, sizeof b->mask);
+    if (b->comp == BI_RLE8 || b->comp == BI_RLE4) return 0;
     if (b->comp == BI_RGB) {
         if (b->bpp == 16) { b->mask[0] = 0x7C00; b->mask[1] = 0x03E0; b->mask[2] = 0x001F; }
         if (b->bpp == 32) { b->mask[0] = 0xFF0000; b->mask[1] = 0xFF00; b->mask[2] = 0xFF; }
@@ -87,8 +88,11 @@ static int bmp_parse(const uint8_t *p, size_t n, const char *what, bmp_info *b) 
     if (b->w <= 0 || b->h <= 0) return cd_err("%s: BMP has bad size %lldx%lld", what, (long long)b->w, (long long)sh);
     if (b->bpp != 1 && b->bpp != 4 && b->bpp != 8 && b->bpp != 16 && b->bpp != 24 && b->bpp != 32)
         return cd_err("%s: unsupported BMP depth of %d bits per pixel", what, b->bpp);
-    if (comp_name(b->comp)) return cd_err("%s: %s-compressed BMP not supported", what, comp_name(b->comp));
-    if (b->comp != BI_RGB && b->comp != BI_BITFIELDS && b->comp != BI_ALPHABITFIELDS)
+    if (comp_name(b->comp)) return cd_err("%s: BMP with %s not supported", what, comp_name(b->comp));
+    if ((b->comp == BI_RLE8 && b->bpp != 8) || (b->comp == BI_RLE4 && b->bpp != 4))
+        return cd_err("%s: RLE%d BMP with %d bits per pixel", what, b->comp == BI_RLE8 ? 8 : 4, b->bpp);
+    if (b->comp != BI_RGB && b->comp != BI_BITFIELDS && b->comp != BI_ALPHABITFIELDS && b->comp != BI_RLE8 &&
+        b->comp != BI_RLE4)
         return cd_err("%s: unknown BMP compression %d", what, b->comp);
     if (hs == 64 && b->comp != BI_RGB) return cd_err("%s: compressed OS/2 BMP not supported", what);
     b->pal_off = 14 + (size_t)hs;
@@ -152,12 +156,82 @@ static void bmp_row(const bmp_info *b, const uint8_t *pal, const uint8_t *src, u
     }
 }
 
+// RLE8 / RLE4 stream -> palette indices idx[w*h] (zeroed by the caller; row 0 is the first
+// stored row). Runs and absolute runs are clipped to the row; the stream must reach the end
+// of the bitmap (marker or last row), else it is truncated.
+static int bmp_rle(const uint8_t *p, size_t n, const char *what, const bmp_info *b, uint8_t *idx) {
+    int rle4 = b->comp == BI_RLE4;
+    size_t i = b->data_off;
+    int64_t x = 0, y = 0, w = b->w;
+    while (y < b->h) {
+        if (n - i < 2) return cd_err("%s: truncated RLE%d BMP data", what, rle4 ? 4 : 8);
+        unsigned c = p[i], v = p[i + 1];
+        i += 2;
+        uint8_t *row = idx + (size_t)y * w;
+        if (c > 0) {   // a run of c pixels (RLE4: alternating nibbles of v)
+            for (int64_t k = 0; k < c && x + k < w; k++) row[x + k] = rle4 ? (k & 1 ? v & 15 : v >> 4) : v;
+            x += c;
+        } else if (v == 0) {   // end of line
+            x = 0;
+            y++;
+        } else if (v == 1) {   // end of bitmap
+            break;
+        } else if (v == 2) {   // delta: move right and up
+            if (n - i < 2) return cd_err("%s: truncated RLE%d BMP data", what, rle4 ? 4 : 8);
+            x += p[i];
+            y += p[i + 1];
+            i += 2;
+        } else {               // absolute run of v pixels, padded to an even byte count
+            size_t nb = rle4 ? (v + 1) / 2 : v;
+            if (n - i < nb) return cd_err("%s: truncated RLE%d BMP data", what, rle4 ? 4 : 8);
+            for (int64_t k = 0; k < v && x + k < w; k++)
+                row[x + k] = rle4 ? (k & 1 ? p[i + k / 2] & 15 : p[i + k / 2] >> 4) : p[i + k];
+            x += v;
+            i += nb + (nb & 1) <= n - i ? nb + (nb & 1) : nb;
+        }
+    }
+    return 0;
+}
+
+// Indices (RLE) -> RGB through the palette, flipping bottom-up rows.
+static void bmp_rle_rgb(const bmp_info *b, const uint8_t *pal, const uint8_t *idx, cd_image *out) {
+    for (int64_t y = 0; y < b->h; y++) {
+        const uint8_t *r = idx + (size_t)(b->top_down ? y : b->h - 1 - y) * b->w;
+        uint8_t *o = out->rgb + (size_t)y * b->w * 3;
+        for (int64_t x = 0; x < b->w; x++, o += 3) {
+            if (r[x] < b->pal_n) {
+                const uint8_t *e = pal + (size_t)r[x] * b->pal_size;
+                o[0] = e[2]; o[1] = e[1]; o[2] = e[0];
+            } else {
+                o[0] = o[1] = o[2] = 0;
+            }
+        }
+    }
+}
+
+static int bmp_decode_rle(const uint8_t *p, size_t n, const char *what, const bmp_info *b, cd_image *out) {
+    uint8_t *idx = calloc((size_t)b->w, (size_t)b->h);
+    if (!idx || cd_image_alloc(out, (int)b->w, (int)b->h)) {
+        free(idx);
+        return cd_err("%s: out of memory for a %lldx%lld BMP", what, (long long)b->w, (long long)b->h);
+    }
+    if (bmp_rle(p, n, what, b, idx)) {
+        free(idx);
+        cd_image_free(out);
+        return -1;
+    }
+    bmp_rle_rgb(b, p + b->pal_off, idx, out);
+    free(idx);
+    return 0;
+}
+
 int cd_bmp_decode(const uint8_t *p, size_t n, const char *what, int64_t maxpx, cd_image *out) {
     bmp_info b;
     out->w = out->h = 0;
     out->rgb = NULL;
     CD_TRY(bmp_parse(p, n, what, &b));
     CD_TRY(cd_image_check_size(what, "BMP", b.w, b.h, maxpx));
+    if (b.comp == BI_RLE8 || b.comp == BI_RLE4) return bmp_decode_rle(p, n, what, &b, out);
     // Every row must be there; the last one may lack its padding.
     size_t last = (size_t)((b.w * b.bpp + 7) / 8);
     if ((size_t)(n - b.data_off) < b.stride * (size_t)(b.h - 1) + last)

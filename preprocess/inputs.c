@@ -267,7 +267,12 @@ int pp_parse_cd_lists(const char *images, const char *captions, const char *urls
 }
 
 static int load_text(const char *path, char **t, size_t *n) {
-    return cd_read_file(path, t, n, PP_MAX_LIST_BYTES);
+    CD_TRY(cd_read_file(path, t, n, PP_MAX_LIST_BYTES));
+    size_t z = strlen(*t);
+    if (z == *n) return 0;
+    free(*t);
+    *t = NULL;
+    return cd_err("%s: NUL byte at offset %zu: not a text file", path, z);
 }
 
 static int candidates_folder(const char *dir, pp_inputs *in) {

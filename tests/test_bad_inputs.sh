@@ -525,3 +525,9 @@ bad index_images_all_corrupt "no images|a\.jpg" "$BIN/customdiff-index" --images
 bad train_image_folder_corrupt "bad\.jpg|trunc\.png" "$BIN/customdiff-train" $TRAIN --instance-data "$T/mix" \
   --instance-prompt "photo of a <new1> cat" --max-train-steps 3 --checkpointing-steps 0 --out "$T/runmix"
 warns preprocess_instance_some_corrupt "bad\.jpg" "$BIN/customdiff-preprocess" --instance "$T/mix" --caption cat --resolution 64 --out "$T/mixstore"
+
+# ---- candidate lists that are not text ------------------------------------------------------
+mkdir -p "$T/cfold"; printf '\000\001\002' > "$T/cfold/images.txt"; printf 'a\n' > "$T/cfold/caption.txt"
+bad preprocess_candidates_folder_binary "images.txt" "$BIN/customdiff-preprocess" --candidates "$T/cfold" --out "$T/cfs"
+printf '{"url": "http://x/a.jpg", "caption": "a"}\n\000\000' > "$T/nul.jsonl"
+bad preprocess_candidates_nul "nul.jsonl" "$BIN/customdiff-preprocess" --candidates "$T/nul.jsonl" --out "$T/cfs2"

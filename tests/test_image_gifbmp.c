@@ -392,14 +392,59 @@ TEST(bmp_alpha_bitfields) {
     free(b);
 }
 
+TEST(bmp_rle) {
+    cd_image im;
+    size_t n;
+    // Palette: index i -> (10*i, 0, 0); index 0 -> (0,0,0). 4x3 bottom-up RLE8.
+    uint8_t pal[4 * 4] = {0, 0, 0, 0,  0, 0, 10, 0,  0, 0, 20, 0,  0, 0, 30, 0};
+    uint8_t s8[] = {3, 1, 9, 2, 0, 0,          // bottom row: 1 1 1 2, the run of 9 clipped at 4
+                    0, 3, 2, 3, 1, 0, 0, 0,    // middle row: absolute 2 3 1 (+pad), index 0 left
+                    0, 2, 2, 0, 1, 3, 0, 1};   // delta right 2; top row: 0 0 3 0; end of bitmap
+    uint8_t *b = bmp_of(40, 4, 3, 8, 1, NULL, 0, pal, 4, 4, s8, sizeof s8, &n);
+    dump("rle8.bmp", b, n);
+    CHECK_OK(cd_image_decode(b, n, "rle8.bmp", 0, 0, &im));
+    CHECK(im.w == 4 && im.h == 3);
+    static const int want[3][4] = {{0, 0, 3, 0}, {2, 3, 1, 0}, {1, 1, 1, 2}};
+    for (int y = 0; y < 3; y++)
+        for (int x = 0; x < 4; x++) CHECK_PX(&im, x, y, 10 * want[y][x], 0, 0);
+    cd_image_free(&im);
+    int bad = prefixes_fail(b, n, "cut.bmp");   // the top row is not finished before the end marker
+    CHECKF(!bad, "prefix of %d bytes did not fail cleanly: %s", bad - 1, cd_errmsg());
+    free(b);
+    // RLE4, 5x1: a run of nibbles 1,2,1,2,1 then end of bitmap; absolute 3 nibbles on 3x1.
+    uint8_t s4[] = {5, 0x12, 0, 1};
+    b = bmp_of(40, 5, 1, 4, 2, NULL, 0, pal, 4, 4, s4, sizeof s4, &n);
+    dump("rle4.bmp", b, n);
+    CHECK_OK(cd_image_decode(b, n, "rle4.bmp", 0, 0, &im));
+    for (int x = 0; x < 5; x++) CHECK_PX(&im, x, 0, x & 1 ? 20 : 10, 0, 0);
+    cd_image_free(&im);
+    free(b);
+    uint8_t a4[] = {0, 3, 0x31, 0x20, 0, 1};
+    b = bmp_of(40, 3, 1, 4, 2, NULL, 0, pal, 4, 4, a4, sizeof a4, &n);
+    CHECK_OK(cd_image_decode(b, n, "abs4.bmp", 0, 0, &im));
+    CHECK_PX(&im, 0, 0, 30, 0, 0);
+    CHECK_PX(&im, 1, 0, 10, 0, 0);
+    CHECK_PX(&im, 2, 0, 20, 0, 0);
+    cd_image_free(&im);
+    free(b);
+    // RLE8 on a 24-bit header is refused; a stream cut inside an absolute run is truncated.
+    b = bmp_of(40, 3, 1, 24, 1, NULL, 0, NULL, 0, 0, a4, sizeof a4, &n);
+    CHECK_ERR(cd_image_decode(b, n, "rle24.bmp", 0, 0, &im), "RLE8 BMP with 24 bits");
+    free(b);
+    uint8_t cut[] = {0, 200, 1, 2, 3};
+    b = bmp_of(40, 3, 1, 8, 1, NULL, 0, pal, 4, 4, cut, sizeof cut, &n);
+    CHECK_ERR(cd_image_decode(b, n, "cut8.bmp", 0, 0, &im), "truncated RLE8");
+    CHECK(im.rgb == NULL);
+    free(b);
+}
+
 TEST(bmp_malformed) {
     cd_image im;
     size_t n;
     uint8_t row[4] = {0};
-    // RLE8: a clear refusal.
-    uint8_t *b = bmp_of(40, 1, 1, 8, 1, NULL, 0, row, 1, 0, row, 4, &n);
-    CHECK_ERR(cd_image_decode(b, n, "rle.bmp", 0, 0, &im), "RLE8-compressed BMP not supported");
-    dump("rle8.bmp", b, n);
+    // Embedded JPEG: a clear refusal.
+    uint8_t *b = bmp_of(40, 1, 1, 24, 4, NULL, 0, NULL, 0, 0, row, 4, &n);
+    CHECK_ERR(cd_image_decode(b, n, "jpg.bmp", 0, 0, &im), "BMP with embedded JPEG not supported");
     free(b);
     // Huge dimensions: the probe reports them, decode refuses before touching pixels.
     b = bmp_of(40, 100000, -100000, 24, 0, NULL, 0, NULL, 0, 0, row, 4, &n);
@@ -448,6 +493,7 @@ int main(void) {
     RUN(bmp_palette_depths);
     RUN(bmp_direct_depths);
     RUN(bmp_alpha_bitfields);
+    RUN(bmp_rle);
     RUN(bmp_malformed);
     return tl_done();
 }
