@@ -33,6 +33,10 @@ int cd_image_probe(const void *buf, size_t len, const char *what, cd_imgfmt *fmt
 int cd_image_decode(const void *buf, size_t len, const char *what, int64_t max_pixels,
                     int min_side, cd_image *out);
 int cd_image_load(const char *path, int64_t max_pixels, cd_image *out);
+// Is this file name one of the image kinds folders are scanned for (.jpg .jpeg .png .webp
+// .gif .bmp, any case)? The one list every stage that walks a folder uses.
+int cd_image_name_supported(const char *name);
+#define CD_IMAGE_EXTS ".jpg, .jpeg, .png, .webp, .gif, .bmp"
 
 typedef enum { CD_FILTER_BILINEAR, CD_FILTER_BICUBIC, CD_FILTER_LANCZOS, CD_FILTER_BOX } cd_filter;
 // Resize to exactly w x h with PIL's convolution resampling (antialiased on downscale,

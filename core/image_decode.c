@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <turbojpeg.h>
 #include <webp/decode.h>
 #include <webp/demux.h>
@@ -445,4 +446,13 @@ int cd_image_load(const char *path, int64_t max_pixels, cd_image *out) {
     int rc = cd_image_decode(data, len, path, max_pixels, 0, out);
     free(data);
     return rc;
+}
+
+int cd_image_name_supported(const char *name) {
+    static const char *exts[] = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"};
+    const char *d = strrchr(name, '.');
+    if (!d) return 0;
+    for (size_t i = 0; i < sizeof exts / sizeof *exts; i++)
+        if (!strcasecmp(d, exts[i])) return 1;
+    return 0;
 }

@@ -40,6 +40,13 @@ int main(int argc, char **argv) {
         cd_err("--format '%s': expected diffusers or custom-diffusion", format);
         cd_die("export", 2);
     }
+    char *rm = realpath(model, NULL), *ro = realpath(out, NULL);
+    int same = rm && ro && strcmp(rm, ro) == 0;
+    free(rm); free(ro);
+    if (same) {
+        cd_err("--out %s is the base model's folder: writing there would replace the base model (give a new folder)", out);
+        cd_die("export", 2);
+    }
     cd_pipeline p;
     cd_delta d;
     memset(&d, 0, sizeof d);

@@ -205,9 +205,6 @@ out:
     return rc;
 }
 
-static int is_image_name(const char *s) {
-    return ends_with(s, ".jpg") || ends_with(s, ".jpeg") || ends_with(s, ".png") || ends_with(s, ".webp");
-}
 
 // Caption from <stem>.txt beside the image ("" when absent), whitespace-trimmed.
 static char *sidecar_caption(const char *dir, const char *name) {
@@ -272,7 +269,7 @@ int ix_add_images(ix_rows *r, const char *dir, const char *clip_dir, const char 
     cd_image *ims = cd_calloc((size_t)batch, sizeof *ims);
     char **rows = cd_calloc((size_t)batch, sizeof *rows);
     for (int i = 0; i < nn && rc == 0; i++) {
-        if (!is_image_name(names[i])) continue;
+        if (!cd_image_name_supported(names[i])) continue;
         char *path = cd_path_join(dir, names[i]);
         if (cd_image_load(path, 100000000, &ims[nb]) != 0) {
             cd_warn("skipping %s: %s", path, cd_errmsg());
@@ -292,7 +289,7 @@ int ix_add_images(ix_rows *r, const char *dir, const char *clip_dir, const char 
     if (rc == 0 && nb) rc = embed_batch(r, &clip, ims, rows, nb);
     for (int j = 0; j < nb; j++) cd_image_free(&ims[j]);
     if (rc && nb) for (int j = 0; j < nb; j++) free(rows[j]);
-    if (rc == 0 && nimg == 0) rc = cd_err("%s: no images (.jpg, .jpeg, .png, .webp) found", dir);
+    if (rc == 0 && nimg == 0) rc = cd_err("%s: no images (" CD_IMAGE_EXTS ") found", dir);
     if (rc == 0) cd_info("embedded %d images from %s", nimg, dir);
     free(ims);
     free(rows);

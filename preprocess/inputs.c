@@ -1,4 +1,5 @@
 // Input lists for customdiff-preprocess (see inputs.h).
+#include "core/image.h"
 #include "preprocess/inputs.h"
 #include "core/err.h"
 #include "core/fileio.h"
@@ -39,11 +40,6 @@ static char *clean_text(const char *s, size_t n) {
     return o;
 }
 
-static int has_image_ext(const char *name) {
-    const char *d = strrchr(name, '.');
-    return d && (!strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg") || !strcasecmp(d, ".png") ||
-                 !strcasecmp(d, ".webp"));
-}
 
 int pp_inputs_instance(const char *dir, const char *caption, pp_inputs *in) {
     char **names;
@@ -51,7 +47,7 @@ int pp_inputs_instance(const char *dir, const char *caption, pp_inputs *in) {
     if (cd_list_dir(dir, &names, &n)) return cd_errctx("instance folder");
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        if (!has_image_ext(names[i])) continue;
+        if (!cd_image_name_supported(names[i])) continue;
         char *path = cd_path_join(dir, names[i]);
         const char *dot = strrchr(names[i], '.');
         char *side_name = cd_fmt("%.*s.txt", (int)(dot - names[i]), names[i]);
@@ -72,7 +68,7 @@ int pp_inputs_instance(const char *dir, const char *caption, pp_inputs *in) {
         free(side_name); free(side);
     }
     cd_free_strv(names, n);
-    if (!rc && in->n == 0) rc = cd_err("%s: no images (.jpg, .jpeg, .png, .webp) in the folder", dir);
+    if (!rc && in->n == 0) rc = cd_err("%s: no images (" CD_IMAGE_EXTS ") in the folder", dir);
     return rc;
 }
 

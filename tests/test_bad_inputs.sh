@@ -531,3 +531,9 @@ mkdir -p "$T/cfold"; printf '\000\001\002' > "$T/cfold/images.txt"; printf 'a\n'
 bad preprocess_candidates_folder_binary "images.txt" "$BIN/customdiff-preprocess" --candidates "$T/cfold" --out "$T/cfs"
 printf '{"url": "http://x/a.jpg", "caption": "a"}\n\000\000' > "$T/nul.jsonl"
 bad preprocess_candidates_nul "nul.jsonl" "$BIN/customdiff-preprocess" --candidates "$T/nul.jsonl" --out "$T/cfs2"
+bad verify_no_cases "emptydir: no case files" "$BIN/customdiff-verify" --model "$M" --clip "$M/clip" "$T/emptydir"
+# export into the base model's own folder must refuse and leave the model as it was
+cp -r "$M" "$T/tinycopy"; tiny_sum=$(sumdir "$T/tinycopy")
+bad export_into_model_folder "base model's folder" "$BIN/customdiff-export" --model "$T/tinycopy" --delta "$D" --out "$T/tinycopy"
+bad export_cd_into_model_folder "base model's folder" "$BIN/customdiff-export" --model "$T/tinycopy" --delta "$D" --format custom-diffusion --out "$T/tinycopy/"
+same model_intact_after_export "$T/tinycopy" "$tiny_sum"

@@ -96,6 +96,10 @@ int main(int argc, char **argv) {
     if (v.text_encoder) { cd_clip_free(v.text_encoder); free(v.text_encoder); }
     if (v.clip_model) { cd_clip_free(v.clip_model); free(v.clip_model); }
     printf("verify %s: %d passed, %d failed, %d cases skipped\n", v.cases, v.npass, v.nfail, v.nskip);
+    if (v.npass + v.nfail == 0) {
+        cd_err("%s: no case files found (expected the golden SET/cases folder: tokenizer.json, unet.safetensors, ...)", v.cases);
+        cd_die("verify", 1);
+    }
     free(pos);
     return v.nfail ? 1 : 0;
 }
