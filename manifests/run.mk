@@ -46,7 +46,7 @@ $(RUN)/train/delta.safetensors: $(RUN)/instance_store/stats.json $(RUN)/class_st
 	    --modifier-token "$(MODIFIER)" --initializer-token "$(INITIALIZER)" \
 	    --with-prior-preservation --real-prior --num-class-images $(NUM_CLASS) \
 	    --resolution $(RESOLUTION) --train-batch-size $(BATCH) --learning-rate $(LR) --scale-lr \
-	    --max-train-steps $(STEPS) --seed $(SEED) --hflip --out $(RUN)/train $(TRAIN_FLAGS)
+	    --max-train-steps $(STEPS) --seed $(SEED) --hflip --overwrite --out $(RUN)/train $(TRAIN_FLAGS)
 
 $(RUN)/samples/grid.png: $(RUN)/train/delta.safetensors | $(BIN)/customdiff-sample
 	$(BIN)/customdiff-sample --model "$(MODEL)" $(TOKENIZER_FLAG) --delta $< \

@@ -83,6 +83,14 @@ elif cmp -s "$T/full/delta.safetensors" "$T/half/delta.safetensors" &&
 then pass resume_equivalence
 else fail resume_equivalence "delta or checkpoint differs after 5 + resume + 5"; fi
 
+# ---- a fresh run into a folder that holds an earlier run's checkpoints is refused ----------
+cp "$T/full/delta.safetensors" "$T/full.delta"
+if train "$T/full" --max-train-steps 2 --train-batch-size 1; then
+  fail refuse_overwrite "a fresh run replaced the earlier run in $T/full"
+elif grep -q "holds checkpoints of an earlier run" "$T/full.log" && cmp -s "$T/full.delta" "$T/full/delta.safetensors"; then
+  pass refuse_overwrite
+else fail refuse_overwrite "$(tail -1 "$T/full.log")"; fi
+
 # ---- a kill while checkpoint 4 is written leaves checkpoint 2 valid; resume completes --------
 K="--max-train-steps 6 --checkpointing-steps 2 --train-batch-size 1 --learning-rate 5e-3"
 CD_TRAIN_TEST_KILL_IN_CHECKPOINT=4 train "$T/kill" $K

@@ -56,6 +56,7 @@ static cd_opt opts[] = {
     {"validation-steps", CD_OPT_INT, &A.validation_steps, "50", "steps between validation samples"},
     {"out", CD_OPT_STR, &A.out, "run", "run folder"},
     {"resume", CD_OPT_STR, &A.resume, NULL, "resume from a checkpoint folder, a run folder, or 'latest' (= --out)"},
+    {"overwrite", CD_OPT_FLAG, &A.overwrite, NULL, "start over in an --out that holds an earlier run's checkpoints"},
     {0}};
 
 static int build_concepts(cd_concept **c, int *n) {
@@ -174,11 +175,17 @@ static int resume(cd_run *r) {
     if (!A.resume) {
         char *dir = NULL;
         int found = 0;
-        if (cd_ckpt_find_latest(A.out, &dir, &found) == 0 && found)
-            cd_warn("%s holds checkpoints of an earlier run (%s); starting over (--resume latest continues it)",
-                    A.out, dir);
+        int rc = 0;
+        // Never mix or silently replace an earlier run's work: continue it or say so.
+        if (cd_ckpt_find_latest(A.out, &dir, &found) == 0 && found) {
+            if (A.overwrite)
+                cd_warn("%s holds checkpoints of an earlier run (%s); starting over (--overwrite)", A.out, dir);
+            else
+                rc = cd_err("%s holds checkpoints of an earlier run (%s): --resume latest continues it, "
+                            "--overwrite starts over, or choose another --out", A.out, dir);
+        }
         free(dir);
-        return 0;
+        return rc;
     }
     const char *from = strcmp(A.resume, "latest") == 0 ? A.out : A.resume;
     char *dir = NULL;

@@ -13,6 +13,7 @@ typedef struct {
     const char *model, *tokenizer, *instance_data, *class_data, *instance_prompt, *class_prompt;
     const char *modifier_token, *initializer_token, *concepts, *train_mode, *validation_prompt;
     const char *out, *resume;
+    int overwrite;           // start a fresh run in an --out that holds an earlier run
     int with_prior, real_prior, num_class_images, resolution, batch, warmup, max_steps, accum;
     int checkpointing_steps, checkpoints_limit, hflip, noaug, center_crop, cache_latents;
     int grad_ckpt, validation_steps, scale_lr;
