@@ -54,6 +54,7 @@ int cd_json_bool(const cJSON *o, const char *key, int def) {
 int cd_json_req_int(const cJSON *o, const char *key, const char *what, int *out) {
     const cJSON *v = get(o, key);
     if (!v || !cJSON_IsNumber(v)) return cd_err("%s: key '%s' missing or not a number", what, key);
+    if (v->valuedouble != (double)(int)v->valuedouble) return cd_err("%s: key '%s' is %g, expected an integer", what, key, v->valuedouble);
     *out = (int)v->valuedouble;
     return 0;
 }
@@ -75,7 +76,8 @@ int cd_json_int_array(const cJSON *o, const char *key, const char *what, int *va
     int i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
-        if (!cJSON_IsNumber(e)) return cd_err("%s: '%s'[%d] is not a number", what, key, i);
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int)e->valuedouble)
+            return cd_err("%s: '%s'[%d] is not an integer", what, key, i);
         if (i >= cap) return cd_err("%s: '%s' has more than %d entries", what, key, cap);
         vals[i++] = (int)e->valuedouble;
     }

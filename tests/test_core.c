@@ -55,6 +55,12 @@ TEST(json_errors_name_the_file) {
     CHECK(n == 3 && v[2] == 3 && cd_json_int(j, "a", 0) == 1 && cd_json_int(j, "zz", 9) == 9);
     const char *s;
     CHECK_ERR(cd_json_req_str(j, "a", "cfg", &s), "cfg: key 'a' missing or not a string");
+    cJSON *frac;
+    CHECK_OK(cd_json_parse("{\"c\": 4.5, \"d\": [1, 2.5]}", 25, "frac", &frac));
+    int iv;
+    CHECK_ERR(cd_json_req_int(frac, "c", "cfg", &iv), "is 4.5, expected an integer");
+    CHECK_ERR(cd_json_int_array(frac, "d", "cfg", v, 4, &n), "'d'[1] is not an integer");
+    cJSON_Delete(frac);
     cJSON_Delete(j);
     free(p); free(dir);
 }
