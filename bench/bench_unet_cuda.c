@@ -25,24 +25,6 @@ static double now(void) {
 }
 
 #ifdef CD_CUDA
-static void sd15_config(cd_unet_config *c) {   // = cd_unet_config_sd15 (model/unet_config.c)
-    memset(c, 0, sizeof *c);
-    c->in_channels = c->out_channels = 4;
-    c->nblocks = 4;
-    int bo[4] = {320, 640, 1280, 1280};
-    for (int i = 0; i < 4; i++) {
-        c->block_out[i] = bo[i]; c->heads[i] = 8; c->tlayers[i] = 1;
-        c->down_attn[i] = i < 3; c->up_attn[i] = i > 0;
-    }
-    c->layers_per_block = 2;
-    c->mid_attn = 1;
-    c->cross_dim = 768;
-    c->groups = 32;
-    c->eps = 1e-5f;
-    c->sample_size = 64;
-    c->flip_sin_to_cos = 1;
-    c->time_embed_dim = 1280;
-}
 
 enum { B = 2, M = 77 };
 static int HL = 64, CTXD = 768;   // latent side, context width ("tiny": 16, 32)
@@ -97,7 +79,7 @@ int main(int argc, char **argv) {
     if (!cd_cuda_available(why, sizeof why)) { printf("bench_unet_cuda: skipped: %s\n", why); return 0; }
     cd_cuda_device_name(dev, sizeof dev);
     cd_unet_config c;
-    sd15_config(&c);
+    cd_unet_config_sd15(&c);
     if (argc > 3 && !strcmp(argv[3], "tiny")) {   // tiny-sd's UNet (cd_tiny_unet_config)
         int bo[4] = {32, 64, 64, 64};
         for (int i = 0; i < 4; i++) c.block_out[i] = bo[i];

@@ -39,26 +39,6 @@
 #define TOLBF 5e-2
 
 #ifdef CD_CUDA
-// SD1.5's UNet config (as cd_unet_config_sd15; written here so that the minimal GPU-check
-// build, without model/unet_config.c and cJSON, has it too).
-static void sd15_config(cd_unet_config *c) {
-    memset(c, 0, sizeof *c);
-    c->in_channels = c->out_channels = 4;
-    c->nblocks = 4;
-    int bo[4] = {320, 640, 1280, 1280};
-    for (int i = 0; i < 4; i++) {
-        c->block_out[i] = bo[i]; c->heads[i] = 8; c->tlayers[i] = 1;
-        c->down_attn[i] = i < 3; c->up_attn[i] = i > 0;
-    }
-    c->layers_per_block = 2;
-    c->mid_attn = 1;
-    c->cross_dim = 768;
-    c->groups = 32;
-    c->eps = 1e-5f;
-    c->sample_size = 64;
-    c->flip_sin_to_cos = 1;
-    c->time_embed_dim = 1280;
-}
 
 // CPU vs GPU forward of a random model with config c at B x 4 x H x W, M context tokens.
 static void cpu_vs_gpu(const cd_unet_config *c, int B, int H, int W, int M, const char *what) {
@@ -107,7 +87,7 @@ static void cpu_vs_gpu(const cd_unet_config *c, int B, int H, int W, int M, cons
 // tiny-sd's shapes: 32/64/64/64, 8 heads (head dims 4 and 8: the unfused attention).
 TEST(unet_cuda_random_tiny) {
     cd_unet_config c;   // as cd_tiny_unet_config
-    sd15_config(&c);
+    cd_unet_config_sd15(&c);
     int bo[4] = {32, 64, 64, 64};
     for (int i = 0; i < 4; i++) c.block_out[i] = bo[i];
     c.cross_dim = 32;
@@ -146,7 +126,7 @@ TEST(unet_cuda_graph) {
     void *st = cd_cuda_stream_create();
     if (!st) { tl_skip("cd_cuda_stream_create gave no stream"); return; }
     cd_unet_config c;
-    sd15_config(&c);
+    cd_unet_config_sd15(&c);
     int bo[4] = {32, 64, 64, 64};
     for (int i = 0; i < 4; i++) c.block_out[i] = bo[i];
     c.cross_dim = 32;

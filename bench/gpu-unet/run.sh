@@ -13,7 +13,7 @@ U="$B/unet"
 mkdir -p "$U"
 : > "$U/build.log"
 UCFL="$CFL -Ibench/gpu-unet/nojson -DCD_CJSON_STUB=1"
-srcs="model/unet.c model/nn.c model/transformer.c model/weights.c model/nn_cuda.c model/unet_cuda.c bench/gpu-unet/nojson/st_stub.c"
+srcs="model/unet.c model/unet_sd15.c model/nn.c model/transformer.c model/weights.c model/nn_cuda.c model/unet_cuda.c bench/gpu-unet/nojson/st_stub.c"
 objs=""
 ok=1
 for s in $srcs; do
