@@ -49,16 +49,7 @@ out:
 }
 
 static int run(cd_verify_ctx *v, const char *path) {
-    cd_st_file f;
-    CD_TRY(cd_st_open(&f, path));
-    int rc = 0;
-    char *tok = v->model ? cd_fmt("%s/tokenizer", v->model) : NULL;
-    if (v->model && run_one(v, &f, "unet", v->model, tok)) rc = -1;
-    if (v->single_file && run_one(v, &f, "unet(single_file)", v->single_file, tok)) rc = -1;
-    if (!v->model && !v->single_file) rc = cd_err("unet: needs --model or --single-file");
-    free(tok);
-    cd_st_close(&f);
-    return rc;
+    return cd_verify_each_model(v, path, "unet", run_one);
 }
 
 const cd_verify_case cd_verify_case_unet = {"unet", "unet.safetensors", run};

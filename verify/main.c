@@ -58,6 +58,23 @@ int cd_verify_text_encoder(cd_verify_ctx *v, cd_clip **out) {
     return rc;
 }
 
+int cd_verify_each_model(cd_verify_ctx *v, const char *path, const char *name,
+                         int (*one)(cd_verify_ctx *v, const cd_st_file *f, const char *name,
+                                    const char *model, const char *tok)) {
+    if (!v->model && !v->single_file) return cd_err("%s: needs --model or --single-file", name);
+    cd_st_file f;
+    CD_TRY(cd_st_open(&f, path));
+    int rc = 0;
+    char *tok = v->model ? cd_fmt("%s/tokenizer", v->model) : NULL;
+    char *sf = cd_fmt("%s(single_file)", name);
+    if (v->model && one(v, &f, name, v->model, tok)) rc = -1;
+    if (v->single_file && one(v, &f, sf, v->single_file, tok)) rc = -1;
+    free(sf);
+    free(tok);
+    cd_st_close(&f);
+    return rc;
+}
+
 int cd_verify_clip(cd_verify_ctx *v, cd_clip **out) {
     int rc = load_cached(&v->clip_model, v->clip, "--clip");
     *out = v->clip_model;

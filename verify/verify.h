@@ -6,6 +6,7 @@
 #ifndef CD_VERIFY_H
 #define CD_VERIFY_H
 #include <stdint.h>
+#include "core/safetensors.h"
 #include "model/clip.h"
 #include "model/tokenizer.h"
 
@@ -47,6 +48,11 @@ void cd_verify_fail(cd_verify_ctx *v, const char *name, const char *what, const 
 // Shared loaders (cached in v): MODEL/text_encoder and the --clip folder.
 int cd_verify_text_encoder(cd_verify_ctx *v, cd_clip **out);
 int cd_verify_clip(cd_verify_ctx *v, cd_clip **out);
+// Run a case once on --model and once on --single-file (each given), opening the case
+// file once: one(v, f, "NAME" or "NAME(single_file)", model path, MODEL/tokenizer).
+int cd_verify_each_model(cd_verify_ctx *v, const char *path, const char *name,
+                         int (*one)(cd_verify_ctx *v, const cd_st_file *f, const char *name,
+                                    const char *model, const char *tok));
 // Golden tolerances (golden/README.md).
 #define CD_TOL_LAYER 1e-5
 #define CD_TOL_MODEL 1e-4
