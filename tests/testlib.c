@@ -49,8 +49,11 @@ const char *tl_golden(void) {
     const char *ci = getenv("CI");
     if (ci && strcmp(ci, "true") == 0)
         tl_fail(__FILE__, __LINE__, "golden data %s is missing and CI=true: golden tests must run in CI", g);
-    else
-        tl_skip("golden data ../shared/golden not found (set CD_GOLDEN); golden tests run in CI");
+    else {
+        char why[512];
+        snprintf(why, sizeof why, "golden data %s not found (set CD_GOLDEN); golden tests run in CI", g);
+        tl_skip(why);
+    }
     return NULL;
 }
 
