@@ -71,8 +71,8 @@ step "6/7 train: K/V of every cross-attention + the <new1> embedding, with prior
 "$B/customdiff-train" --model "$D/model" --instance-data "$D/instance_store" --class-data "$D/class_store" \
   --instance-prompt "photo of a <new1> cat" --class-prompt "cat" --modifier-token "<new1>" \
   --initializer-token ktn --with-prior-preservation --real-prior --num-class-images 6 \
-  --resolution $RES --train-batch-size 1 --learning-rate 1e-3 --max-train-steps 8 \
-  --checkpointing-steps 4 --seed 42 --hflip --out "$D/run"
+  --resolution $RES --train-batch-size 2 --learning-rate 2e-2 --max-train-steps 24 \
+  --checkpointing-steps 12 --seed 42 --hflip --out "$D/run"
 
 step "7/7 sample with the delta"
 "$B/customdiff-sample" --model "$D/model" --delta "$D/run/delta.safetensors" \
