@@ -51,9 +51,12 @@ BENCHES := $(BENCH_C:bench/%.c=$(BUILD)/bench/%)
 
 # Keep test/bench objects (make would delete them as intermediates and rebuild each time).
 .SECONDARY:
-.PHONY: all deps test test-cuda demo asan fuzz bench clean print-target
+.PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
-all: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) print-target
+# make / make all: install missing Debian packages first (make deps), then build in parallel.
+all: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) build
+build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) print-target
 
 print-target:
 	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 + compute_90 PTX) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
@@ -100,15 +103,15 @@ $(BUILD)/tests/httpd: $(BUILD)/obj/tests/tools/httpd_main.o $(BUILD)/obj/tests/h
 
 # make test: everything that needs no GPU; ends with "N passed, N failed".
 test: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$(JOBS) build
 	@BUILD=$(BUILD) ./tests/run.sh
 
 test-cuda: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 all
+	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 build
 	@BUILD=$(BUILD) CD_DEVICE=cuda ./tests/run.sh cuda
 
 asan: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan CUDA=0 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" all
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan CUDA=0 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" build
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=0 ./tests/run.sh
 
 fuzz: deps
@@ -118,7 +121,7 @@ bench: all
 	@./bench/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$(JOBS) build
 	@BUILD=$(BUILD) ./tools/demo.sh
 
 clean:

@@ -176,7 +176,7 @@ elif [ -n "$missing" ]; then
 elif [ "$(left)" -lt 90 ]; then
   echo "make test-cuda: skipped: only $(left)s left"
 else
-  mkdir -p build-gpu; timeout "$(bound 200)" make BUILD=build-gpu CUDA=1 -j"$JOBS" all > build-gpu/make.log 2>&1 && \
+  mkdir -p build-gpu; timeout "$(bound 200)" make BUILD=build-gpu CUDA=1 -j"$JOBS" build > build-gpu/make.log 2>&1 && \
     BUILD=build-gpu CD_DEVICE=cuda timeout "$(bound 200)" ./tests/run.sh cuda
   echo "make test-cuda: exit $? (full log: build-gpu/make.log)"; tail -5 build-gpu/make.log
 fi
