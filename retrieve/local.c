@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/image.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "retrieve/retrieve.h"
@@ -115,6 +116,21 @@ void rt_local_close(rt_local *L) {
     if (L->have_clip) cd_clip_free(&L->clip);
     free(L->dir);
     memset(L, 0, sizeof *L);
+}
+
+int rt_local_embed_image(rt_local *L, const cd_image *im, float *q) {
+    if (!L->have_clip || !L->clip.has_vision) return cd_err("an image query needs --clip MODEL with a vision tower");
+    int P = L->clip.vision.proj ? L->clip.vision.cfg.projection_dim : L->clip.vision.cfg.hidden;
+    if (P != L->d) return cd_err("CLIP image embeddings have dimension %d but the index %s has %d", P, L->dir, L->d);
+    return cd_clip_embed_images(&L->clip, im, 1, q, 1);
+}
+
+int rt_local_embed_image_bytes(rt_local *L, const void *buf, size_t len, const char *what, int64_t max_pixels, float *q) {
+    cd_image im = {0};
+    if (cd_image_decode(buf, len, what, max_pixels, 0, &im) != 0) return cd_errctx("undecodable image");
+    int rc = rt_local_embed_image(L, &im, q);
+    cd_image_free(&im);
+    return rc;
 }
 
 int rt_local_embed(rt_local *L, const char *prompt, float *q) {

@@ -8,21 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "core/cli.h"
 #include "core/err.h"
 #include "core/fileio.h"
+#include "core/image.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "retrieve/retrieve.h"
 
-static cd_strlist prompts;
+static cd_strlist prompts, images;
 static const char *prompts_file, *out, *index_dir, *clip_dir, *endpoint, *index_name, *deny, *params, *modality, *host;
-static int num, max_k, dedup_urls, deduplicate, safety, violence, aes_score, retries, serve, port, top, threads;
-static double oversample, min_sim, near_dup, aes_weight, timeout_s, serve_seconds, backoff;
+static int num, max_k, dedup_urls, deduplicate, safety, violence, aes_score, retries, serve, port, top, threads, allow_loopback;
+static double oversample, min_sim, near_dup, aes_weight, timeout_s, serve_seconds, backoff, max_pixels;
 
 static cd_opt opts[] = {
     {"prompt", CD_OPT_STRLIST, &prompts, NULL, "class prompt, e.g. \"cat\"; repeatable"},
     {"prompts-file", CD_OPT_STR, &prompts_file, NULL, "file with one prompt per line"},
+    {"image", CD_OPT_STRLIST, &images, NULL, "query by example image FILE (local: --clip's vision tower; remote: sent as base64)"},
     {"num", CD_OPT_INT, &num, "200", "candidates wanted per prompt"},
     {"out", CD_OPT_STR, &out, "candidates.jsonl", "output JSONL"},
     {"index", CD_OPT_STR, &index_dir, NULL, "local index folder (from customdiff-index)"},
@@ -51,6 +54,8 @@ static cd_opt opts[] = {
     {"host", CD_OPT_STR, &host, "127.0.0.1", "--serve: address to bind (loopback by default)"},
     {"port", CD_OPT_INT, &port, "1234", "--serve: port"},
     {"serve-seconds", CD_OPT_FLOAT, &serve_seconds, "0", "--serve: stop after this many seconds (0: until a signal)"},
+    {"allow-loopback", CD_OPT_FLAG, &allow_loopback, "0", "--serve: let image_url name 127.0.0.0/8 and ::1 (tests; private ranges stay refused)"},
+    {"max-pixels", CD_OPT_FLOAT, &max_pixels, "89478485", "largest query image in pixels (decompression-bomb cap)"},
     {0}};
 
 static void read_prompts(cd_strlist *l) {
@@ -75,22 +80,44 @@ static void truncate_list(rt_list *l, int n) {
     if (l->n > n) l->n = n;
 }
 
-// One prompt: query k = oversample*num, grow 1.5x until num candidates pass the filters,
-// k reaches max_k, or the source has no more. Appends to kept.
-static int run_prompt(rt_local *L, const rt_remote *R, const rt_filter *f, const char *prompt, rt_list *kept) {
+// The query vector [L->d] of a prompt or (is_image) an image file, through --clip.
+static int local_query(rt_local *L, const char *query, int is_image, float *q) {
+    if (!is_image) return rt_local_embed(L, query, q) ? cd_errctx("prompt '%s'", query) : 0;
+    cd_image im = {0};
+    int rc = cd_image_load(query, (int64_t)max_pixels, &im);
+    if (rc == 0) rc = rt_local_embed_image(L, &im, q);
+    cd_image_free(&im);
+    return rc ? cd_errctx("image '%s'", query) : 0;
+}
+
+// One remote k-NN request for a prompt or an image file (sent as base64 `image`).
+static int remote_query(const rt_remote *R, const char *query, int is_image, const char *b64, int k, rt_list *raw) {
+    return is_image ? rt_remote_query_image(R, b64, query, k, raw) : rt_remote_query(R, query, k, raw);
+}
+
+// One query (a prompt, or an image path when is_image): k = oversample*num, grow 1.5x until
+// num candidates pass the filters, k reaches max_k, or the source has no more. Appends to kept.
+static int run_prompt(rt_local *L, const rt_remote *R, const rt_filter *f, const char *prompt, int is_image, rt_list *kept) {
     int base = kept->n;
     int k = (int)ceil(oversample * num);
     if (k < num) k = num;
     float *q = NULL;
+    char *b64 = NULL;
     if (L) {
         q = cd_malloc((size_t)L->d * sizeof(float));
-        if (rt_local_embed(L, prompt, q) != 0) { free(q); return cd_errctx("prompt '%s'", prompt); }
+        if (local_query(L, prompt, is_image, q) != 0) { free(q); return -1; }
+    } else if (is_image) {
+        char *buf;
+        size_t len;
+        if (cd_read_file(prompt, &buf, &len, (size_t)256 << 20) != 0) return cd_errctx("image '%s'", prompt);
+        b64 = cd_base64_encode(buf, len, NULL);
+        free(buf);
     }
     for (;;) {
         if (k > max_k) k = max_k;
         rt_list raw = {0};
-        int rc = L ? rt_local_knn(L, q, k, -1, &raw) : rt_remote_query(R, prompt, k, &raw);
-        if (rc != 0) { rt_list_free(&raw); free(q); return -1; }
+        int rc = L ? rt_local_knn(L, q, k, -1, &raw) : remote_query(R, prompt, is_image, b64, k, &raw);
+        if (rc != 0) { rt_list_free(&raw); free(q); free(b64); return -1; }
         for (int i = 0; i < raw.n; i++) raw.v[i].query = prompt;
         int got = raw.n;
         truncate_list(kept, base);
@@ -103,6 +130,7 @@ static int run_prompt(rt_local *L, const rt_remote *R, const rt_filter *f, const
     truncate_list(kept, base + num);
     if (kept->n - base < num) cd_warn("'%s': only %d of %d candidates", prompt, kept->n - base, num);
     free(q);
+    free(b64);
     return 0;
 }
 
@@ -194,7 +222,12 @@ int main(int argc, char **argv) {
     if (serve) {
         if (!index_dir) { cd_err("--serve needs --index DIR"); cd_die("retrieve", 2); }
         if (rt_local_open(&L, index_dir, clip_dir, params) != 0) cd_die("retrieve", 1);
-        if (rt_serve(&L, host, port, index_name ? index_name : base_name(index_dir), serve_seconds) != 0) cd_die("retrieve", 1);
+        rt_serve_opts so;
+        rt_serve_opts_default(&so);
+        so.allow_loopback = allow_loopback;
+        so.max_pixels = (int64_t)max_pixels;
+        if (rt_serve(&L, host, port, index_name ? index_name : base_name(index_dir), serve_seconds, &so) != 0)
+            cd_die("retrieve", 1);
         rt_local_close(&L);
         return 0;
     }
@@ -204,9 +237,15 @@ int main(int argc, char **argv) {
         pl.v[pl.n++] = prompts.v[i];
     }
     read_prompts(&pl);
-    if (pl.n == 0) { cd_err("no prompt: give --prompt TEXT or --prompts-file FILE"); cd_die("retrieve", 2); }
+    int n_text = pl.n;   // pl: the prompts, then the --image paths
+    for (int i = 0; i < images.n; i++) {
+        pl.v = cd_realloc(pl.v, (size_t)(pl.n + 1) * sizeof(char *));
+        pl.v[pl.n++] = images.v[i];
+    }
+    if (pl.n == 0) { cd_err("no query: give --prompt TEXT, --prompts-file FILE or --image FILE"); cd_die("retrieve", 2); }
+    if (!(max_pixels >= 0)) { cd_err("--max-pixels must be >= 0"); cd_die("retrieve", 2); }
     if (!!endpoint == !!index_dir) { cd_err("give exactly one of --index DIR (with --clip) or --endpoint URL"); cd_die("retrieve", 2); }
-    if (index_dir && !clip_dir) { cd_err("--index needs --clip MODEL to embed the prompt"); cd_die("retrieve", 2); }
+    if (index_dir && !clip_dir) { cd_err("--index needs --clip MODEL to embed the query"); cd_die("retrieve", 2); }
     if (num <= 0) { cd_err("--num must be positive"); cd_die("retrieve", 2); }
     regex_t re;
     if (deny && regcomp(&re, deny, REG_EXTENDED | REG_ICASE | REG_NOSUB) != 0) {
@@ -221,14 +260,14 @@ int main(int argc, char **argv) {
                    .d = index_dir && L.can_rec ? L.d : 0};
     rt_list kept = {0};
     for (int i = 0; i < pl.n; i++)
-        if (run_prompt(index_dir ? &L : NULL, &R, &f, pl.v[i], &kept) != 0) cd_die("retrieve", 1);
+        if (run_prompt(index_dir ? &L : NULL, &R, &f, pl.v[i], i >= n_text, &kept) != 0) cd_die("retrieve", 1);
     if (write_out(&pl, &kept) != 0) cd_die("retrieve", 1);
     for (int i = 0; i < kept.n && i < top; i++)
         printf("  %2d. %.4f  %s  %s\n", i + 1, kept.v[i].sim, rt_url(&kept.v[i]), rt_caption(&kept.v[i]));
-    printf("customdiff-retrieve: wrote %s (%d candidates for %d prompt%s from %s)\n", out, kept.n, pl.n,
-           pl.n > 1 ? "s" : "", endpoint ? endpoint : index_dir);
+    printf("customdiff-retrieve: wrote %s (%d candidates for %d quer%s from %s)\n", out, kept.n, pl.n,
+           pl.n > 1 ? "ies" : "y", endpoint ? endpoint : index_dir);
     rt_list_free(&kept);
-    for (int i = prompts.n; i < pl.n; i++) free((char *)pl.v[i]);   // read from --prompts-file
+    for (int i = prompts.n; i < n_text; i++) free((char *)pl.v[i]);   // read from --prompts-file
     free(pl.v);
     if (index_dir) rt_local_close(&L);
     if (deny) regfree(&re);

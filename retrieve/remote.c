@@ -23,10 +23,11 @@ static char *knn_url(const char *endpoint) {
     return cd_fmt("%.*s/knn-service", (int)(n && endpoint[n - 1] == '/' ? n - 1 : n), endpoint);
 }
 
-static char *request_body(const rt_remote *R, const char *text, int k) {
+// ClipClient's body: every key present, the unused query inputs as null (§1.4).
+static char *request_body(const rt_remote *R, const char *text, const char *image_b64, int k) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "text", text);
-    cJSON_AddNullToObject(o, "image");
+    if (text) cJSON_AddStringToObject(o, "text", text); else cJSON_AddNullToObject(o, "text");
+    if (image_b64) cJSON_AddStringToObject(o, "image", image_b64); else cJSON_AddNullToObject(o, "image");
     cJSON_AddNullToObject(o, "image_url");
     cJSON_AddNullToObject(o, "embedding_input");
     cJSON_AddStringToObject(o, "modality", R->modality ? R->modality : "image");
@@ -91,7 +92,7 @@ static int parse_answer(const char *url, const cd_http_response *r, const char *
     return 0;
 }
 
-int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out) {
+static int remote_query(const rt_remote *R, const char *text, const char *image_b64, const char *what, int k, rt_list *out) {
     cd_http_opts o;
     cd_http_opts_default(&o);
     o.retries = 0;                 // retried here, also for bodies that are not JSON
@@ -101,7 +102,7 @@ int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out) {
     o.allow_private = 1;           // on this machine or the LAN); link-local stays refused
     o.honour_robots = 0;
     o.max_bytes = (int64_t)256 << 20;
-    char *url = knn_url(R->endpoint), *body = request_body(R, text, k);
+    char *url = knn_url(R->endpoint), *body = request_body(R, text, image_b64, k);
     int attempts = 1 + (R->retries > 0 ? R->retries : 0), rc = -1;
     double delay = R->backoff_s > 0 ? R->backoff_s : 1;
     char last[512] = "";
@@ -114,7 +115,7 @@ int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out) {
         if (h != 0) {
             snprintf(last, sizeof last, "%s", cd_errmsg());
             retry = r.status != CD_HTTP_ERROR || cd_http_is_transient(r.status, r.http_code);
-        } else if (parse_answer(url, &r, text, out) == 0) {
+        } else if (parse_answer(url, &r, what, out) == 0) {
             rc = 0;
         } else {
             snprintf(last, sizeof last, "%s", cd_errmsg());
@@ -131,4 +132,12 @@ int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out) {
     free(url);
     free(body);
     return rc;
+}
+
+int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out) {
+    return remote_query(R, text, NULL, text, k, out);
+}
+
+int rt_remote_query_image(const rt_remote *R, const char *image_b64, const char *what, int k, rt_list *out) {
+    return remote_query(R, NULL, image_b64, what, k, out);
 }

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/faiss.h"
+#include "core/image.h"
 #include "core/idxmeta.h"
 #include "model/clip.h"
 
@@ -57,6 +58,11 @@ int rt_local_open(rt_local *L, const char *dir, const char *clip_dir, const char
 void rt_local_close(rt_local *L);
 // Normalised text embedding [d] of a prompt.
 int rt_local_embed(rt_local *L, const char *prompt, float *q);
+// Normalised image embedding [d] through the CLIP vision tower (CLIPImageProcessor recipe).
+int rt_local_embed_image(rt_local *L, const cd_image *im, float *q);
+// The same from encoded bytes (JPEG/PNG/WebP/GIF/BMP; over max_pixels refused, 0: no cap);
+// `what` names the image in errors.
+int rt_local_embed_image_bytes(rt_local *L, const void *buf, size_t len, const char *what, int64_t max_pixels, float *q);
 // k-NN of a normalised query q [d]: candidates in rank order with metadata and (when the
 // index can) vectors. with_meta_first: metadata only for the first that many (-1: all).
 int rt_local_knn(rt_local *L, const float *q, int k, int with_meta_first, rt_list *out);
@@ -73,9 +79,22 @@ typedef struct {
     double timeout_s, backoff_s;
 } rt_remote;
 
-// One POST /knn-service for text with num_images = num_result_ids = k; results in rank order.
+// One POST /knn-service with num_images = num_result_ids = k; results in rank order. The query
+// is `text`, or (text NULL) `image_b64`: base64 of an image file's bytes; `what` names the
+// query in messages (the prompt or the image path).
 int rt_remote_query(const rt_remote *R, const char *text, int k, rt_list *out);
+int rt_remote_query_image(const rt_remote *R, const char *image_b64, const char *what, int k, rt_list *out);
 
 // ---- server ----
-int rt_serve(rt_local *L, const char *host, int port, const char *index_name, double max_seconds);
+// Inputs of /knn-service (retrieval-pipeline.md §1.2, §1.5): text, image (base64), image_url
+// (downloaded under the safe address policy), embedding_input (length d; normalised here).
+typedef struct {
+    int allow_loopback;        // image_url may name 127.0.0.0/8 and ::1 (tests); private never
+    int64_t max_pixels;        // decoded image cap (0: none)
+    int64_t max_bytes;         // image_url download cap
+    double url_timeout_s;      // image_url download timeout
+} rt_serve_opts;
+void rt_serve_opts_default(rt_serve_opts *o);
+int rt_serve(rt_local *L, const char *host, int port, const char *index_name, double max_seconds,
+             const rt_serve_opts *o);
 #endif

@@ -1,5 +1,6 @@
 // customdiff-retrieve --serve: a local index over clip-retrieval's HTTP API
-// (retrieval-pipeline.md §1.1-1.3) with libmicrohttpd: POST /knn-service, POST /metadata,
+// (retrieval-pipeline.md §1.1-1.5) with libmicrohttpd: POST /knn-service (text, image as
+// base64, image_url fetched under the safe address policy, embedding_input), POST /metadata,
 // GET /indices-list. One internal polling thread, so requests are handled one at a time.
 #include <arpa/inet.h>
 #include <math.h>
@@ -10,17 +11,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/base64.h"
 #include "core/err.h"
+#include "core/http.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "retrieve/retrieve.h"
 
-#define MAX_BODY (1 << 20)
+#define MAX_BODY (32 << 20)   // base64 images: 4/3 of the 20 MB image cap, and some
 #define MAX_K 10000
 
 typedef struct {
     rt_local *L;
     const char *name;
+    rt_serve_opts o;
 } server;
 
 typedef struct {
@@ -49,20 +53,69 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const
     return send_json(c, code, j);
 }
 
-// The query vector of a /knn-service body: text (CLIP) or embedding_input (used as is).
-static int query_vector(server *S, const cJSON *req, float *q) {
+void rt_serve_opts_default(rt_serve_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->max_pixels = 89478485;            // PIL's MAX_IMAGE_PIXELS
+    o->max_bytes = (int64_t)20 << 20;
+    o->url_timeout_s = 10;               // clip-retrieval's download timeout
+}
+
+// image_url: download under the safe policy (no private, link-local or loopback peers unless
+// --allow-loopback; http/https only; max_bytes), then decode and embed.
+static int url_vector(server *S, const char *url, float *q) {
+    cd_http_opts o;
+    cd_http_opts_default(&o);
+    o.retries = 0;
+    o.timeout_s = S->o.url_timeout_s;
+    o.connect_timeout_s = o.timeout_s;
+    o.max_bytes = S->o.max_bytes;
+    o.allow_loopback = S->o.allow_loopback;
+    cd_http_response r;
+    memset(&r, 0, sizeof r);
+    int rc = cd_http_request(&o, "GET", url, NULL, NULL, &r);
+    if (rc != 0) cd_err("image_url refused or not fetched (%s): %s", cd_http_status_name(r.status), r.error[0] ? r.error : cd_errmsg());
+    else rc = rt_local_embed_image_bytes(S->L, r.body, r.len, url, S->o.max_pixels, q);
+    cd_http_response_free(&r);
+    return rc;
+}
+
+// The query vector of a /knn-service body in clip-retrieval's precedence (§1.5): non-empty
+// text, then image (base64), then image_url, then embedding_input (normalised here).
+// Returns 0, or the HTTP status of the failure (400: the request's fault) with cd_err set.
+static unsigned query_vector(server *S, const cJSON *req, float *q) {
     const cJSON *emb = cJSON_GetObjectItemCaseSensitive(req, "embedding_input");
-    const char *text = cd_json_str(req, "text", NULL);
-    if (text && *text) return rt_local_embed(S->L, text, q);
-    if (cJSON_IsArray(emb)) {
-        if (cJSON_GetArraySize(emb) != S->L->d)
-            return cd_err("embedding_input has %d values, the index dimension is %d", cJSON_GetArraySize(emb), S->L->d);
+    const char *text = cd_json_str(req, "text", NULL), *img = cd_json_str(req, "image", NULL),
+               *url = cd_json_str(req, "image_url", NULL);
+    if (text && *text) return rt_local_embed(S->L, text, q) ? 500 : 0;
+    if (img || url) {
+        if (!S->L->have_clip || !S->L->clip.has_vision)
+            return cd_err("image queries need the server started with --clip MODEL (with a vision tower)"), 400;
+        if (!img) return url_vector(S, url, q) ? 400 : 0;
+        uint8_t *bytes;
+        size_t n;
+        if (cd_base64_decode(img, strlen(img), "image (base64)", &bytes, &n) != 0) return 400;
+        int rc = rt_local_embed_image_bytes(S->L, bytes, n, "image (base64)", S->o.max_pixels, q);
+        free(bytes);
+        return rc ? 400 : 0;
+    }
+    if (emb && !cJSON_IsNull(emb)) {
+        if (!cJSON_IsArray(emb) || cJSON_GetArraySize(emb) != S->L->d)
+            return cd_err("embedding_input must be an array of %d numbers (the index dimension)%s%d", S->L->d,
+                          cJSON_IsArray(emb) ? "; it has " : "", cJSON_IsArray(emb) ? cJSON_GetArraySize(emb) : 0), 400;
         int i = 0;
+        double ss = 0;
         const cJSON *e;
-        cJSON_ArrayForEach(e, emb) q[i++] = (float)e->valuedouble;
+        cJSON_ArrayForEach(e, emb) {
+            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble))
+                return cd_err("embedding_input[%d] is not a finite number", i), 400;
+            ss += e->valuedouble * e->valuedouble;
+            q[i++] = (float)e->valuedouble;
+        }
+        if (!(ss > 0)) return cd_err("embedding_input is the zero vector"), 400;
+        cd_l2_normalize(q, 1, S->L->d);
         return 0;
     }
-    return cd_err("give a non-empty 'text' or 'embedding_input' (image queries are not supported)");
+    return cd_err("give a non-empty 'text', an 'image' (base64), an 'image_url' or an 'embedding_input'"), 400;
 }
 
 static cJSON *cand_json(const rt_cand *c, int with_meta) {
@@ -82,12 +135,13 @@ static enum MHD_Result knn_service(server *S, struct MHD_Connection *con, const 
     float *q = cd_malloc((size_t)S->L->d * sizeof(float));
     rt_list raw = {0}, kept = {0};
     cd_errclear();
-    int rc = query_vector(S, req, q);
-    if (rc == 0) rc = rt_local_knn(S->L, q, k, -1, &raw);
+    unsigned code = query_vector(S, req, q);
+    if (code == 0 && rt_local_knn(S->L, q, k, -1, &raw) != 0) code = 500;
     free(q);
-    if (rc != 0) {
+    if (code != 0) {
         rt_list_free(&raw);
-        return send_error(con, 500, cd_errmsg());
+        if (code == 400) cd_info("400 /knn-service: %s", cd_errmsg());
+        return send_error(con, code, cd_errmsg());
     }
     rt_filter f = {.min_sim = -2, .dup_ip = 0.94, .dedup_urls = 0, .deny = NULL,
                    .d = cd_json_bool(req, "deduplicate", 0) ? S->L->d : 0};
@@ -160,8 +214,10 @@ static void completed(void *cls, struct MHD_Connection *con, void **con_cls, enu
     *con_cls = NULL;
 }
 
-int rt_serve(rt_local *L, const char *host, int port, const char *index_name, double max_seconds) {
-    server S = {L, index_name};
+int rt_serve(rt_local *L, const char *host, int port, const char *index_name, double max_seconds,
+             const rt_serve_opts *o) {
+    server S = {L, index_name, {0}};
+    if (o) S.o = *o; else rt_serve_opts_default(&S.o);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;

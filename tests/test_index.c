@@ -4,12 +4,17 @@
 // customdiff-retrieve), and remote mode against misbehaving servers (tests/httpd.h).
 //   test_index --make-corpus DIR [N]   writes DIR/corpus.npy + DIR/corpus.jsonl (tiny CLIP
 //                                      text embeddings of N captions) for tests/test_retrieve.sh
+//   test_index --make-images DIR [N]   writes DIR/img<i>.png + img<i>.txt (synthetic images)
+//   test_index --serve-files ROOT SEC  serves ROOT with tests/httpd.h on 127.0.0.1 for SEC
+//                                      seconds, after printing "port P" (for image_url tests)
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/base64.h"
 #include "core/err.h"
 #include "core/faiss.h"
 #include "core/fileio.h"
@@ -471,6 +476,54 @@ static void make_image(cd_image *im, int i) {
         }
 }
 
+static int make_images(const char *dir, int n) {
+    CD_TRY(cd_mkdirs(dir));
+    for (int i = 0; i < n; i++) {
+        cd_image im;
+        make_image(&im, i);
+        char *p = cd_fmt("%s/img%d.png", dir, i), *t = cd_fmt("%s/img%d.txt", dir, i), *c = cd_fmt("photo number %d\n", i);
+        int rc = cd_image_save(p, &im);
+        if (rc == 0) rc = cd_write_file_atomic(t, c, strlen(c));
+        cd_image_free(&im);
+        free(p); free(t); free(c);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+// Base64: RFC 4648 test vectors (fixed strings, not our own output), padding, whitespace,
+// data: prefix, URL-safe alphabet, and the errors.
+TEST(base64_vectors_and_errors) {
+    static const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *enc[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (int i = 0; i < 7; i++) {
+        size_t n;
+        char *e = cd_base64_encode(plain[i], strlen(plain[i]), &n);
+        CHECKF(strcmp(e, enc[i]) == 0 && n == strlen(enc[i]), "encode '%s' -> '%s'", plain[i], e);
+        free(e);
+        uint8_t *d;
+        CHECK_OK(cd_base64_decode(enc[i], strlen(enc[i]), "t", &d, &n));
+        CHECKF(n == strlen(plain[i]) && memcmp(d, plain[i], n) == 0, "decode '%s'", enc[i]);
+        free(d);
+    }
+    static const char *ok[] = {"Zm9vYg", "Zm9v\nYmFy\r\n", "data:image/png;base64,Zm9vYmFy", "-_8="};
+    static const char *want[] = {"foob", "foobar", "foobar", "\xfb\xff"};
+    for (int i = 0; i < 4; i++) {
+        uint8_t *d;
+        size_t n;
+        CHECK_OK(cd_base64_decode(ok[i], strlen(ok[i]), "t", &d, &n));
+        CHECKF(n == strlen(want[i]) && memcmp(d, want[i], n) == 0, "decode '%s' (%zu bytes)", ok[i], n);
+        free(d);
+    }
+    static const char *bad[] = {"Zm9v!", "Zg=", "Zg===", "Zm9vY", "Zg==Zg==", "data:xx"};
+    for (int i = 0; i < 6; i++) {
+        uint8_t *d = (uint8_t *)"x";
+        size_t n;
+        CHECK_ERR(cd_base64_decode(bad[i], strlen(bad[i]), "bad-input", &d, &n), "bad-input");
+        CHECK(d == NULL);
+    }
+}
+
 TEST(index_from_images_and_store) {
     const char *g = tl_golden();
     if (!g) return;
@@ -595,6 +648,20 @@ TEST(remote_misbehaving_servers) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "--make-images") == 0) {
+        int rc = make_images(argv[2], argc >= 4 ? atoi(argv[3]) : 6);
+        if (rc) fprintf(stderr, "make-images: %s\n", cd_errmsg());
+        return rc ? 1 : 0;
+    }
+    if (argc >= 4 && strcmp(argv[1], "--serve-files") == 0) {
+        th_server *s;
+        if (th_start(argv[2], 0, &s) != 0) { fprintf(stderr, "serve-files: %s\n", cd_errmsg()); return 1; }
+        printf("port %d\n", th_port(s));
+        fflush(stdout);
+        sleep((unsigned)atoi(argv[3]));
+        th_stop(s);
+        return 0;
+    }
     if (argc >= 3 && strcmp(argv[1], "--make-corpus") == 0) {
         char *clip = tl_golden_path("tiny-sd/clip");
         int rc = make_corpus(clip, argv[2], argc >= 4 ? atoi(argv[3]) : 300);
@@ -603,6 +670,7 @@ int main(int argc, char **argv) {
         return rc ? 1 : 0;
     }
     cd_faiss_set_threads(1);   // 2 shared cores: OpenMP spinning costs more than it gains here
+    RUN(base64_vectors_and_errors);
     RUN(npy_roundtrip_f32);
     RUN(npy_versions_and_dtypes);
     RUN(npy_errors);

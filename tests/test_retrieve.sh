@@ -1,7 +1,8 @@
 #!/bin/sh
 # customdiff-index + customdiff-retrieve end to end on a synthetic caption corpus embedded
 # with the golden tiny CLIP: local retrieval, filters (deny, min-similarity, URL dedup),
-# prompts files, --append, and --serve answering the remote client (and curl, when present).
+# prompts files, --append, and --serve answering the remote client (and curl, when present);
+# queries by image (--image; base64 image, image_url, embedding_input) and their 400 errors.
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 G=${CD_GOLDEN:-../shared/golden}
@@ -127,7 +128,94 @@ if command -v curl >/dev/null 2>&1; then
     fail serve_indices_list_and_metadata "list=$l metadata=$m"
   fi
 fi
+# sim_ok LINE: the line's similarity is within 0.001 of 1
+sim_ok() { printf '%s\n' "$1" | sed -n 's/.*"similarity":\([-0-9.e]*\).*/\1/p' | awk '{ exit !($1 > 0.999 && $1 < 1.001) }'; }
+# post BODY: "<http code> <body>" of a POST to the server on $port
+post() { curl -s -o "$tmp/post.out" -w '%{http_code}' -X POST --data-binary "$1" "http://127.0.0.1:$port/knn-service"; printf ' '; cat "$tmp/post.out"; }
+# a file server on loopback for image_url (tests/httpd.h)
+mkdir -p "$tmp/imgs"
+"$BUILD/tests/test_index" --make-images "$tmp/imgs" 6 >"$tmp/mi.log" 2>&1 || fail make_images "$(cat "$tmp/mi.log")"
+: >"$tmp/fs.log"
+"$BUILD/tests/test_index" --serve-files "$tmp/imgs" 60 >"$tmp/fs.log" 2>&1 &
+fsrv=$!
+trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; [ -n "$fsrv" ] && kill "$fsrv" 2>/dev/null; rm -rf "$tmp"' EXIT
+i=0
+while [ $i -lt 50 ] && ! grep -q "^port " "$tmp/fs.log"; do sleep 0.1; i=$((i + 1)); done
+fport=$(sed -n 's/^port //p' "$tmp/fs.log")
+if command -v curl >/dev/null 2>&1; then
+  # embedding_input: row 7 of corpus.npy (float32, d=16 after the npy header), scaled by 3
+  # (the server normalises): row 7 or its --append copy 307 first with similarity ~1
+  hl=$(od -A n -t u2 -j 8 -N 2 "$tmp/corpus.npy" | tr -d ' ')
+  vec=$(od -A n -v -t f4 -j $((10 + hl + 7 * 64)) -N 64 "$tmp/corpus.npy" | tr -s ' \n' '\n\n' | sed '/^$/d' \
+        | awk '{ printf "%s%.9g", (NR > 1 ? "," : ""), 3 * $1 }')
+  r=$(post "{\"embedding_input\":[$vec],\"modality\":\"image\",\"num_images\":2,\"indice_name\":\"corpus\"}")
+  first=$(printf '%s' "$r" | sed 's/},{.*//')
+  case "$r" in
+    "200 "*) if printf '%s' "$first" | grep -qE '"id":(7|307),' && sim_ok "$first"; then pass serve_embedding_input
+             else fail serve_embedding_input "$r"; fi;;
+    *) fail serve_embedding_input "$r";;
+  esac
+  r=$(post '{"embedding_input":[1,2,3],"num_images":2}')
+  case "$r" in "400 "*'"message":"embedding_input must be an array of 16 numbers'*'it has 3"'*) pass serve_embedding_wrong_length;;
+    *) fail serve_embedding_wrong_length "$r";; esac
+  # started without --allow-loopback: an image_url on loopback is refused
+  r=$(post "{\"image_url\":\"http://127.0.0.1:$fport/files/img1.png\",\"num_images\":2}")
+  case "$r" in "400 "*refused_address*) pass serve_image_url_loopback_refused;; *) fail serve_image_url_loopback_refused "$r";; esac
+fi
 kill "$srv" 2>/dev/null
 wait "$srv" 2>/dev/null
 srv=""
+
+# query by example image: an index of 6 images, served with --allow-loopback (image_url tests)
+if "$IX" --images "$tmp/imgs" --clip "$CLIP" --out "$tmp/imx" >"$tmp/imx.log" 2>&1; then :; else fail image_index "$(tail -3 "$tmp/imx.log")"; fi
+if "$RT" --index "$tmp/imx" --clip "$CLIP" --image "$tmp/imgs/img3.png" --num 3 --near-dup 1.01 --out "$tmp/li.jsonl" >"$tmp/li.log" 2>&1; then
+  h=$(sed -n 1p "$tmp/li.jsonl"); first=$(sed -n 2p "$tmp/li.jsonl")
+  if printf '%s' "$h" | grep -q "\"query\":\"$tmp/imgs/img3.png\"" && printf '%s' "$first" | grep -q '"url":"file://[^"]*/img3.png"' \
+     && sim_ok "$first" && [ "$(sed 1d "$tmp/li.jsonl" | wc -l)" = 3 ]; then pass retrieve_local_image_query
+  else fail retrieve_local_image_query "$h $first"; fi
+else
+  fail retrieve_local_image_query "$(tail -3 "$tmp/li.log")"
+fi
+port=$((port + 1))
+: >"$tmp/srv2.log"
+"$RT" --serve --index "$tmp/imx" --clip "$CLIP" --port $port --index-name imgs --serve-seconds 60 --allow-loopback >"$tmp/srv2.log" 2>&1 &
+srv=$!
+i=0
+while [ $i -lt 50 ] && ! grep -q "serving" "$tmp/srv2.log"; do sleep 0.1; i=$((i + 1)); done
+if "$RT" --endpoint "http://127.0.0.1:$port/knn-service" --index-name imgs --image "$tmp/imgs/img5.png" --num 2 --near-dup 1.01 \
+     --retries 0 --out "$tmp/ri.jsonl" >"$tmp/ri.log" 2>&1; then
+  h=$(sed -n 1p "$tmp/ri.jsonl"); first=$(sed -n 2p "$tmp/ri.jsonl")
+  if printf '%s' "$h" | grep -q "\"query\":\"$tmp/imgs/img5.png\"" && printf '%s' "$first" | grep -q '/img5.png"' \
+     && printf '%s' "$first" | grep -q "\"query\":\"$tmp/imgs/img5.png\"" && sim_ok "$first"; then pass remote_image_query
+  else fail remote_image_query "$h $first"; fi
+else
+  fail remote_image_query "$(tail -3 "$tmp/ri.log"; cat "$tmp/srv2.log")"
+fi
+if command -v curl >/dev/null 2>&1; then
+  b=$(base64 <"$tmp/imgs/img2.png" | tr -d '\n')
+  r=$(post "{\"text\":null,\"image\":\"$b\",\"image_url\":null,\"embedding_input\":null,\"modality\":\"image\",\"num_images\":3,\"indice_name\":\"imgs\"}")
+  first=$(printf '%s' "$r" | sed 's/},{.*//')
+  case "$r" in "200 "*) if printf '%s' "$first" | grep -q '"id":2,' && sim_ok "$first"; then pass serve_image_base64
+                        else fail serve_image_base64 "$r"; fi;;
+    *) fail serve_image_base64 "$r";; esac
+  r=$(post "{\"image_url\":\"http://127.0.0.1:$fport/files/img4.png\",\"modality\":\"image\",\"num_images\":3}")
+  first=$(printf '%s' "$r" | sed 's/},{.*//')
+  case "$r" in "200 "*) if printf '%s' "$first" | grep -q '"id":4,' && sim_ok "$first"; then pass serve_image_url
+                        else fail serve_image_url "$r"; fi;;
+    *) fail serve_image_url "$r";; esac
+  ok=1; why=""
+  for c in '{"image":"@@not base64@@","num_images":2}|not base64' \
+           '{"image":"bm90IGFuIGltYWdl","num_images":2}|undecodable image' \
+           "{\"image_url\":\"http://10.0.0.1/x.png\",\"num_images\":2}|refused_address" \
+           "{\"image_url\":\"http://127.0.0.1:$fport/404\",\"num_images\":2}|image_url" \
+           '{"image_url":"file:///etc/passwd","num_images":2}|bad_url' \
+           '{"num_images":2}|give a non-empty'; do
+    r=$(post "${c%|*}")
+    case "$r" in "400 {\"message\":\""*"${c##*|}"*) ;; *) ok=0; why="$why [${c%|*} -> $r]";; esac
+  done
+  if [ $ok = 1 ]; then pass serve_image_errors_400; else fail serve_image_errors_400 "$why"; fi
+fi
+kill "$srv" "$fsrv" 2>/dev/null
+wait "$srv" "$fsrv" 2>/dev/null
+srv=""; fsrv=""
 exit 0
