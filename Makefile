@@ -49,8 +49,10 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 BENCH_C := $(wildcard bench/*.c)
 BENCHES := $(BENCH_C:bench/%.c=$(BUILD)/bench/%)
 
-# Keep test/bench objects (make would delete them as intermediates and rebuild each time).
-.SECONDARY:
+# Keep test/bench objects (made through chained pattern rules, make would delete them as
+# intermediates). Only these: a blanket .SECONDARY would let a missing library object
+# (a new core/*.c) go unbuilt when the archive is newer than its source.
+.SECONDARY: $(TESTS_C:%.c=$(BUILD)/obj/%.o) $(BENCH_C:%.c=$(BUILD)/obj/%.o)
 .PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
 # make / make all: install missing Debian packages first (make deps), then build in parallel.

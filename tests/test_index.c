@@ -230,9 +230,9 @@ TEST(autofaiss_key_choice) {
     CHECK(strcmp(k, "HNSW32") == 0);
     // worked examples of retrieval-pipeline.md §2.3
     CHECK_OK(cd_faiss_choose_key(10000000, 768, 4.0 * (1 << 30), k, sizeof k));
-    CHECKF(strcmp(k, "OPQ256_1024,IVF65536_HNSW32,PQ256x8") == 0, "10M: %s", k);
+    CHECKF(strcmp(k, "OPQ256_1024,IVF65536_HNSW32,PQ256x8np") == 0, "10M: %s", k);
     CHECK_OK(cd_faiss_choose_key(5500000000LL, 768, 800.0 * (1 << 30), k, sizeof k));
-    CHECKF(strcmp(k, "OPQ128_896,IVF131072_HNSW32,PQ128x8") == 0, "5.5B: %s", k);
+    CHECKF(strcmp(k, "OPQ128_896,IVF131072_HNSW32,PQ128x8np") == 0, "5.5B: %s", k);
     // 2M at d=512 fits HNSW32 under 4G (bound ~2.03M), 3M does not
     CHECK_OK(cd_faiss_choose_key(2000000, 512, 4.0 * (1 << 30), k, sizeof k));
     CHECK(strncmp(k, "HNSW", 4) == 0);
