@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels/kernels.h"
-#include "kernels/attention_causal.h"
 
 // Dot product; the SIMD lanes' partial sums are added in a fixed order (same bits for any
 // thread count).

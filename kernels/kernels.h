@@ -60,6 +60,12 @@ void cd_attention_fwd(float *out, float *lse, const float *q, const float *k, co
 void cd_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                       const float *k, const float *v, const float *out, const float *lse,
                       int B, int H, int Nq, int Nk, int D, float scale, int detach_k0);
+// Causal variant (CLIP's text transformer): query i attends to keys j <= i; Nq == Nk == N.
+void cd_attention_causal_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                             int B, int H, int N, int D, float scale);
+void cd_attention_causal_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse,
+                             int B, int H, int N, int D, float scale);
 
 // ---- Activations (kernels/act_cpu.c); in-place allowed (y == x) ----------------------
 void cd_silu_fwd(float *y, const float *x, int64_t n);

@@ -4,7 +4,6 @@
 #include <string.h>
 #include "core/err.h"
 #include "kernels/kernels.h"
-#include "kernels/attention_causal.h"
 #include "model/clip_internal.h"
 
 void clip_act_fwd(cd_clip_act a, float *y, const float *x, int64_t n) {

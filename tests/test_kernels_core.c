@@ -7,7 +7,6 @@
 #include <string.h>
 #include "tests/testlib.h"
 #include "kernels/kernels.h"
-#include "kernels/attention_causal.h"
 
 static float *rnd(int64_t n, uint32_t seed) { float *x = malloc(sizeof(float) * (n ? n : 1)); tl_rand(x, n, seed); return x; }
 static double dsum(const float *y, const float *w, int64_t n) { double s = 0; for (int64_t i = 0; i < n; i++) s += (double)y[i] * w[i]; return s; }

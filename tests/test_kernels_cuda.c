@@ -6,7 +6,6 @@
 // Without a GPU (or built with CUDA=0) every test prints SKIP. Runs under `make test-cuda`.
 #include "tests/testlib.h"
 #include "kernels/kernels.h"
-#include "kernels/attention_causal.h"
 #include "kernels/kernels_cuda.h"
 #include "core/half.h"
 #include <math.h>
