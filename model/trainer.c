@@ -161,9 +161,8 @@ int cd_trainer_encode(cd_trainer *tr, const float *pixels, int B, int H, int W, 
     return cd_vae_encode(tr->pipe->vae, mean, logvar, pixels, B, H, W);
 }
 
-// Loss of one micro-batch and d(loss)/d(pred) into dpred. Returns the losses (unscaled).
-static void loss_and_grad(const cd_trainer *tr, const cd_train_batch *b, const float *pred,
-                          const float *target, float *dpred, int lc, int hw, cd_train_losses *out) {
+void cd_trainer_loss(const cd_trainer *tr, const cd_train_batch *b, const float *pred,
+                     const float *target, float *dpred, int lc, int hw, cd_train_losses *out) {
     int64_t per = (int64_t)lc * hw;
     int ninst = b->with_prior ? b->n_inst : b->B;
     int nprior = b->with_prior ? b->B - b->n_inst : 0;
@@ -196,6 +195,47 @@ static void loss_and_grad(const cd_trainer *tr, const cd_train_batch *b, const f
     out->loss = out->loss_inst + tr->o.prior_loss_weight * out->loss_prior;
 }
 
+void cd_trainer_latents(const cd_trainer *tr, const float *mean, const float *logvar,
+                        const float *vae_noise, float *z, int64_t n) {
+    cd_vae_sample(z, mean, logvar, vae_noise, n);
+    cd_scale(z, tr->scaling, n);
+}
+
+void cd_trainer_noisy(const cd_trainer *tr, const cd_train_batch *b, const float *z, float *zt,
+                      float *target, float *tf, int64_t per) {
+    int B = b->B;
+    cd_sched_add_noise(tr->alphas_cumprod, zt, z, b->noise, b->timesteps, B, per);
+    if (tr->vpred) cd_sched_velocity(tr->alphas_cumprod, target, z, b->noise, b->timesteps, B, per);
+    else memcpy(target, b->noise, sizeof(float) * B * per);
+    for (int i = 0; i < B; i++) tf[i] = (float)b->timesteps[i];
+}
+
+int cd_trainer_batch_shape(const cd_trainer *tr, const cd_train_batch *b, int *lc, int *h, int *w) {
+    const cd_unet_config *uc = cd_unet_cfg(tr->pipe->unet);
+    int f = 1 << (tr->pipe->vae_cfg.nblocks > 0 ? tr->pipe->vae_cfg.nblocks - 1 : 3);
+    *lc = uc->in_channels;
+    *h = b->H / f;
+    *w = b->W / f;
+    if (b->B < 1 || *h < 1 || *w < 1)
+        return cd_err("train batch: %d rows of %dx%d pixels (latent %dx%d)", b->B, b->H, b->W, *h, *w);
+    if (b->with_prior && (b->n_inst <= 0 || b->n_inst >= b->B))
+        return cd_err("train batch: %d rows with %d instance rows: prior preservation needs both", b->B, b->n_inst);
+    if (tr->tcfg.hidden != uc->cross_dim)
+        return cd_err("%s: text encoder width %d but the UNet's cross_attention_dim is %d",
+                      tr->pipe->model_path, tr->tcfg.hidden, uc->cross_dim);
+    for (int i = 0; i < b->B; i++)
+        if (b->timesteps[i] < 0 || b->timesteps[i] >= tr->ntrain)
+            return cd_err("train batch: timestep %d outside [0, %d)", b->timesteps[i], tr->ntrain);
+    return 0;
+}
+
+int cd_trainer_batch_uses_modifiers(const cd_trainer *tr, const int32_t *ids, int n) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < tr->nmod; k++)
+            if (ids[i] == tr->mod_id[k]) return 1;
+    return 0;
+}
+
 // Scaled latents z[B, lc, h, w] from pixels (or cached moments) and the sample noise.
 static int make_latents(cd_trainer *tr, const cd_train_batch *b, float *z, int64_t n) {
     const float *mean = b->mean, *logvar = b->logvar;
@@ -212,8 +252,7 @@ static int make_latents(cd_trainer *tr, const cd_train_batch *b, float *z, int64
         mean = mbuf;
         logvar = lbuf;
     }
-    cd_vae_sample(z, mean, logvar, b->vae_noise, n);
-    cd_scale(z, tr->scaling, n);
+    cd_trainer_latents(tr, mean, logvar, b->vae_noise, z, n);
     free(mbuf);
     free(lbuf);
     return 0;
@@ -223,10 +262,7 @@ static int make_latents(cd_trainer *tr, const cd_train_batch *b, float *z, int64
 static int text_backward(cd_trainer *tr, const cd_clip_text_acts *acts, const int32_t *ids,
                          int B, int L, const float *dctx) {
     int C = tr->tcfg.hidden;
-    int any = 0;
-    for (int i = 0; i < B * L && !any; i++)
-        for (int k = 0; k < tr->nmod; k++) any |= ids[i] == tr->mod_id[k];
-    if (!any) return 0;
+    if (!cd_trainer_batch_uses_modifiers(tr, ids, B * L)) return 0;
     float *dx = cd_malloc(sizeof(float) * (int64_t)B * L * C);
     int rc = cd_clip_text_backward(&tr->text, acts, dctx, dx, NULL, NULL);
     for (int i = 0; i < B * L && rc == 0; i++)
@@ -238,19 +274,9 @@ static int text_backward(cd_trainer *tr, const cd_clip_text_acts *acts, const in
 
 int cd_trainer_accumulate(cd_trainer *tr, const cd_train_batch *b, cd_train_losses *out,
                           float *latents_out) {
-    const cd_unet_config *uc = cd_unet_cfg(tr->pipe->unet);
-    int f = 1 << (tr->pipe->vae_cfg.nblocks > 0 ? tr->pipe->vae_cfg.nblocks - 1 : 3);
-    int lc = uc->in_channels, h = b->H / f, w = b->W / f, B = b->B, L = CD_CLIP_MAX_LEN;
-    int C = tr->tcfg.hidden;
+    int lc, h, w, B = b->B, L = CD_CLIP_MAX_LEN, C = tr->tcfg.hidden;
+    CD_TRY(cd_trainer_batch_shape(tr, b, &lc, &h, &w));
     int64_t per = (int64_t)lc * h * w, n = (int64_t)B * per;
-    if (b->with_prior && (b->n_inst <= 0 || b->n_inst >= B))
-        return cd_err("train batch: %d rows with %d instance rows: prior preservation needs both", B, b->n_inst);
-    if (C != uc->cross_dim)
-        return cd_err("%s: text encoder width %d but the UNet's cross_attention_dim is %d",
-                      tr->pipe->model_path, C, uc->cross_dim);
-    for (int i = 0; i < B; i++)
-        if (b->timesteps[i] < 0 || b->timesteps[i] >= tr->ntrain)
-            return cd_err("train batch: timestep %d outside [0, %d)", b->timesteps[i], tr->ntrain);
     float *z = cd_malloc(sizeof(float) * n), *zt = cd_malloc(sizeof(float) * n);
     float *target = cd_malloc(sizeof(float) * n), *pred = cd_malloc(sizeof(float) * n);
     float *dpred = cd_malloc(sizeof(float) * n), *tf = cd_malloc(sizeof(float) * B);
@@ -260,16 +286,13 @@ int cd_trainer_accumulate(cd_trainer *tr, const cd_train_batch *b, cd_train_loss
     int rc = make_latents(tr, b, z, n);
     if (rc == 0 && latents_out) memcpy(latents_out, z, sizeof(float) * n);
     if (rc == 0) {
-        cd_sched_add_noise(tr->alphas_cumprod, zt, z, b->noise, b->timesteps, B, per);
-        if (tr->vpred) cd_sched_velocity(tr->alphas_cumprod, target, z, b->noise, b->timesteps, B, per);
-        else memcpy(target, b->noise, sizeof(float) * n);
-        for (int i = 0; i < B; i++) tf[i] = (float)b->timesteps[i];
+        cd_trainer_noisy(tr, b, z, zt, target, tf, per);
         rc = tr->nmod ? cd_clip_text_forward_train(&tr->text, b->ids, B, L, ctx, &acts)
                       : cd_clip_text_forward(&tr->text, b->ids, B, L, ctx, NULL);
     }
     if (rc == 0) rc = cd_unet_forward_train(tr->pipe->unet, pred, zt, tf, ctx, B, h, w, L);
     if (rc == 0) {
-        loss_and_grad(tr, b, pred, target, dpred, lc, h * w, out);
+        cd_trainer_loss(tr, b, pred, target, dpred, lc, h * w, out);
         if (tr->nmod) dctx = cd_malloc(sizeof(float) * (int64_t)B * L * C);
         rc = cd_unet_backward(tr->pipe->unet, dctx, dpred);
     }

@@ -79,6 +79,23 @@ int cd_trainer_accumulate(cd_trainer *tr, const cd_train_batch *b, cd_train_loss
 // VAE encoder moments of images [B,3,H,W] (for --cache-latents).
 int cd_trainer_encode(cd_trainer *tr, const float *pixels, int B, int H, int W, float *mean,
                       float *logvar);
+// ---- pieces shared with the GPU trainer (model/trainer_cuda.c) --------------------------
+// Latent size of a batch and its checks (rows, prior split, widths, timestep range).
+int cd_trainer_batch_shape(const cd_trainer *tr, const cd_train_batch *b, int *lc, int *h, int *w);
+// 1 when any of ids[0..n) is a modifier token.
+int cd_trainer_batch_uses_modifiers(const cd_trainer *tr, const int32_t *ids, int n);
+// z = scaling * (mean + exp(0.5 logvar) * vae_noise), n values.
+void cd_trainer_latents(const cd_trainer *tr, const float *mean, const float *logvar,
+                        const float *vae_noise, float *z, int64_t n);
+// Noisy latents zt, the loss target (noise, or velocity for v_prediction) and float
+// timesteps tf [B] from the scaled latents z [B, per].
+void cd_trainer_noisy(const cd_trainer *tr, const cd_train_batch *b, const float *z, float *zt,
+                      float *target, float *tf, int64_t per);
+// Loss of one micro-batch (masked instance MSE, 4x a masked mean as upstream, + weighted prior
+// MSE) and d(loss)/d(pred) into dpred (scaled by b->loss_scale). out gets the unscaled losses.
+void cd_trainer_loss(const cd_trainer *tr, const cd_train_batch *b, const float *pred,
+                     const float *target, float *dpred, int lc, int hw, cd_train_losses *out);
+
 // Global L2 norm of all gradients (double).
 double cd_trainer_grad_norm(const cd_trainer *tr);
 // Clip at max_grad_norm (torch clip_grad_norm_), AdamW with `lr`, zero the gradients.

@@ -54,6 +54,8 @@ static cd_opt opts[] = {
     {"gradient-checkpointing", CD_OPT_FLAG, &A.grad_ckpt, "0", "recompute UNet blocks in backward to save memory"},
     {"validation-prompt", CD_OPT_STR, &A.validation_prompt, NULL, "sample this prompt every --validation-steps"},
     {"validation-steps", CD_OPT_INT, &A.validation_steps, "50", "steps between validation samples"},
+    {"device", CD_OPT_STR, &A.device, "cpu", "cpu or cuda (an NVIDIA GPU; needs a CUDA build)"},
+    {"precision", CD_OPT_STR, &A.precision, "auto", "fp32, tf32 or bf16 (GPU); auto: fp32 on the CPU, bf16 on the GPU"},
     {"out", CD_OPT_STR, &A.out, "run", "run folder"},
     {"resume", CD_OPT_STR, &A.resume, NULL, "resume from a checkpoint folder, a run folder, or 'latest' (= --out)"},
     {"overwrite", CD_OPT_FLAG, &A.overwrite, NULL, "start over in an --out that holds an earlier run's checkpoints"},
@@ -93,7 +95,39 @@ static int check_args(void) {
         return cd_err("--modifier-token '%s': empty token name", A.modifier_token);
     if (strcmp(A.train_mode, "crossattn_kv") && strcmp(A.train_mode, "crossattn"))
         return cd_err("--train-mode '%s': expected crossattn_kv or crossattn", A.train_mode);
+    if (strcmp(A.device, "cpu") && strcmp(A.device, "cuda"))
+        return cd_err("--device '%s': expected cpu or cuda", A.device);
+    int prec;
+    if (strcmp(A.precision, "auto") && cd_precision_parse(A.precision, &prec)) return -1;
+    if (!strcmp(A.device, "cpu") && strcmp(A.precision, "auto") && strcmp(A.precision, "fp32"))
+        return cd_err("--precision %s: the CPU trains in fp32 (tf32/bf16 need --device cuda)", A.precision);
     return 0;
+}
+
+// --device cuda: the device trainer, and what it will hold.
+static int setup_gpu(cd_run *r) {
+    if (strcmp(A.device, "cuda")) return 0;
+    int prec = CD_PREC_BF16;
+    if (strcmp(A.precision, "auto")) CD_TRY(cd_precision_parse(A.precision, &prec));
+    CD_TRY(cd_trainer_cuda_new(&r->gpu, &r->tr, prec));
+    cd_trainer_cuda_stats s;
+    cd_trainer_cuda_get_stats(r->gpu, &s);
+    cd_info("cuda: %s, weights %.2f GiB, gradients + AdamW %.1f MiB (activations are planned by the first step)",
+            cd_precision_name(prec), s.weights / 1073741824.0, s.optimizer / 1048576.0);
+    return 0;
+}
+
+static void report_gpu(cd_run *r, const char *when) {
+    if (!r->gpu) return;
+    cd_trainer_cuda_stats s;
+    cd_trainer_cuda_get_stats(r->gpu, &s);
+    cd_info("cuda %s: activations planned %.2f GiB, peak device memory %.2f GiB, %.2f TFLOP per micro-batch",
+            when, s.activations / 1073741824.0, s.peak / 1073741824.0, s.step_flops * 1e-12);
+}
+
+// The device's trained tensors and AdamW state into the host trainer (checkpoints, delta).
+static int gpu_to_host(cd_run *r) {
+    return r->gpu ? cd_trainer_cuda_to_host(r->gpu) : 0;
 }
 
 // Fingerprint of the base tensors the delta replaces (before any update).
@@ -149,6 +183,7 @@ static int setup(cd_run *r, char fp[80]) {
     to.weight_decay = (float)A.weight_decay;
     CD_TRY(cd_trainer_init(&r->tr, &r->pipe, A.modifier_token, A.initializer_token, &to));
     CD_TRY(base_fingerprint(r, fp));
+    CD_TRY(setup_gpu(r));
     cd_ckpt_set_base(fp);
     int f = 1 << (r->pipe.vae_cfg.nblocks - 1);
     r->lc = cd_unet_cfg(r->pipe.unet)->in_channels;
@@ -196,6 +231,7 @@ static int resume(cd_run *r) {
         return cd_err("%s: no complete checkpoint to resume from", from);
     }
     int rc = cd_ckpt_load(r, dir);
+    if (rc == 0 && r->gpu) rc = cd_trainer_cuda_from_host(r->gpu);
     if (rc == 0) cd_info("resumed from %s at step %lld", dir, (long long)r->step);
     else cd_errctx("resume from %s", dir);
     free(dir);
@@ -203,6 +239,7 @@ static int resume(cd_run *r) {
 }
 
 static int train_loop(cd_run *r, cd_trainlog *lg) {
+    int64_t start = r->step;
     cd_progress pr;
     cd_progress_start(&pr, "train", A.max_steps);
     while (r->step < A.max_steps) {
@@ -212,10 +249,12 @@ static int train_loop(cd_run *r, cd_trainlog *lg) {
         char extra[96];
         snprintf(extra, sizeof extra, "loss %.4f", st.loss);
         cd_progress_update(&pr, r->step, extra);
-        if (A.checkpointing_steps > 0 && r->step % A.checkpointing_steps == 0)
-            CD_TRY(cd_ckpt_save(r, A.out, A.checkpoints_limit));
-        if (A.validation_prompt && A.validation_steps > 0 && r->step % A.validation_steps == 0)
-            CD_TRY(cd_validate(r, A.validation_prompt, A.out));
+        if (r->step == start + 1) report_gpu(r, "after the first step");
+        int ckpt = A.checkpointing_steps > 0 && r->step % A.checkpointing_steps == 0;
+        int val = A.validation_prompt && A.validation_steps > 0 && r->step % A.validation_steps == 0;
+        if (ckpt || val) CD_TRY(gpu_to_host(r));
+        if (ckpt) CD_TRY(cd_ckpt_save(r, A.out, A.checkpoints_limit));
+        if (val) CD_TRY(cd_validate(r, A.validation_prompt, A.out));
     }
     cd_progress_end(&pr, NULL);
     return 0;
@@ -235,7 +274,8 @@ int main(int argc, char **argv) {
     cd_trainlog lg;
     if (cd_trainlog_open(&lg, A.out, r.step)) cd_die("train", 1);
     int64_t start = r.step;
-    if (train_loop(&r, &lg)) cd_die("train", 1);
+    if (train_loop(&r, &lg) || gpu_to_host(&r)) cd_die("train", 1);
+    report_gpu(&r, "at the end");
     char *delta = cd_path_join(A.out, "delta.safetensors");
     if (write_delta(&r, fp, delta) || cd_trainlog_finish(&lg, &A, r.step, cd_now() - t0)) cd_die("train", 1);
     if (A.validation_prompt && cd_validate(&r, A.validation_prompt, A.out)) cd_die("train", 1);
@@ -245,6 +285,7 @@ int main(int argc, char **argv) {
     cd_trainlog_close(&lg);
     free(delta);
     cd_dataset_free(&r.data);
+    cd_trainer_cuda_free(r.gpu);
     cd_trainer_free(&r.tr);
     cd_pipeline_free(&r.pipe);
     cd_concepts_free(r.concepts, r.nconcepts);

@@ -42,8 +42,9 @@ static int batch_moments(cd_run *r, const cd_batch *bt, float *mean, float *logv
             memcpy(logvar + i * per, slot + per, sizeof(float) * per);
             continue;
         }
-        CD_TRY(cd_trainer_encode(&r->tr, bt->pixels + (size_t)i * 3 * N * N, 1, N, N,
-                                 mean + i * per, logvar + i * per));
+        const float *px = bt->pixels + (size_t)i * 3 * N * N;
+        CD_TRY(r->gpu ? cd_trainer_cuda_encode(r->gpu, px, 1, N, N, mean + i * per, logvar + i * per)
+                      : cd_trainer_encode(&r->tr, px, 1, N, N, mean + i * per, logvar + i * per));
         if (r->a->cache_latents && bt->deterministic[i] && idx < r->cache_n) {
             float *s = cd_malloc(sizeof(float) * 2 * per);
             memcpy(s, mean + i * per, sizeof(float) * per);
@@ -81,7 +82,8 @@ static int micro_batch(cd_run *r, cd_step_stats *st, float loss_scale) {
         .ids = ids, .pixels = bt.pixels, .vae_noise = vae_noise, .mean = mean, .logvar = logvar,
         .noise = noise, .timesteps = t, .mask = bt.mask, .loss_scale = loss_scale};
     cd_train_losses ls = {0};
-    if (rc == 0) rc = cd_trainer_accumulate(&r->tr, &tb, &ls, NULL);
+    if (rc == 0) rc = r->gpu ? cd_trainer_cuda_accumulate(r->gpu, &tb, &ls, NULL)
+                             : cd_trainer_accumulate(&r->tr, &tb, &ls, NULL);
     if (rc == 0) {
         st->loss += ls.loss * loss_scale;
         st->loss_inst += ls.loss_inst * loss_scale;
@@ -100,7 +102,8 @@ int cd_run_step(cd_run *r, cd_step_stats *st) {
     for (int k = 0; k < accum; k++)
         if (micro_batch(r, st, 1.0f / accum)) return cd_errctx("step %lld", (long long)r->step + 1);
     st->lr = cd_lr_at(r->lr, r->a->warmup, r->step);
-    if (cd_trainer_step(&r->tr, (float)st->lr, &st->grad_norm)) return -1;
+    if (r->gpu ? cd_trainer_cuda_step(r->gpu, (float)st->lr, &st->grad_norm)
+               : cd_trainer_step(&r->tr, (float)st->lr, &st->grad_norm)) return -1;
     r->step++;
     st->ms = (cd_now() - t0) * 1000.0;
     return 0;

@@ -7,12 +7,14 @@
 #include "core/image.h"
 #include "core/rng.h"
 #include "model/trainer.h"
+#include "model/trainer_cuda.h"
 
 // ---- options (main.c) ------------------------------------------------------------------
 typedef struct {
     const char *model, *tokenizer, *instance_data, *class_data, *instance_prompt, *class_prompt;
     const char *modifier_token, *initializer_token, *concepts, *train_mode, *validation_prompt;
     const char *out, *resume;
+    const char *device, *precision;   // cpu | cuda; fp32 | tf32 | bf16 (cuda)
     int overwrite;           // start a fresh run in an --out that holds an earlier run
     int with_prior, real_prior, num_class_images, resolution, batch, warmup, max_steps, accum;
     int checkpointing_steps, checkpoints_limit, hflip, noaug, center_crop, cache_latents;
@@ -85,6 +87,7 @@ int cd_aug_class(const cd_image *im, int N, int hflip, int center_crop, cd_rng *
 // ---- step (step.c) ---------------------------------------------------------------------
 typedef struct {
     cd_trainer tr;
+    cd_trainer_cuda *gpu;        // --device cuda: the step runs there (NULL: CPU)
     cd_pipeline pipe;
     cd_dataset data;
     cd_concept *concepts;

@@ -31,7 +31,9 @@ static int denoise(cd_run *r, cd_scheduler *s, const float *ctx, float *x, int h
         cd_sched_scale_input(s, i, xin, x, per);
         memcpy(xin + per, xin, sizeof(float) * per);
         float t[2] = {s->timesteps[i], s->timesteps[i]};
-        rc = cd_unet_forward(r->pipe.unet, eps, xin, t, ctx, 2, h, h, CD_CLIP_MAX_LEN, NULL, NULL);
+        rc = r->gpu ? cd_unet_cuda_forward(cd_trainer_cuda_unet(r->gpu), eps, xin, t, ctx, 2, h, h,
+                                           CD_CLIP_MAX_LEN, NULL, NULL)
+                    : cd_unet_forward(r->pipe.unet, eps, xin, t, ctx, 2, h, h, CD_CLIP_MAX_LEN, NULL, NULL);
         for (int64_t k = 0; k < per && rc == 0; k++) eps[k] = eps[k] + guidance * (eps[per + k] - eps[k]);
         if (rc == 0) rc = cd_sched_step(s, i, eps, x, per);
     }
@@ -68,7 +70,8 @@ int cd_sample_one(cd_run *r, const char *prompt, cd_sched_kind kind, int steps, 
     if (rc == 0) rc = denoise(r, &s, ctx, x, h, guidance);
     if (rc == 0) {
         cd_scale(x, 1.0f / r->tr.scaling, per);
-        rc = cd_vae_decode(r->pipe.vae, img, x, 1, h, h);
+        cd_vae_cuda *gv = r->gpu ? cd_trainer_cuda_vae(r->gpu) : NULL;
+        rc = gv ? cd_vae_cuda_decode(gv, img, x, 1, h, h) : cd_vae_decode(r->pipe.vae, img, x, 1, h, h);
     }
     if (rc == 0) {
         out->w = out->h = N;

@@ -110,4 +110,4 @@ static int run(cd_verify_ctx *v, const char *path) {
     return rc;
 }
 
-const cd_verify_case cd_verify_case_blocks = {"blocks", "cases.safetensors", run};
+const cd_verify_case cd_verify_case_blocks = {"blocks", "cases.safetensors", run, 1};

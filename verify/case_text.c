@@ -112,4 +112,4 @@ static int run(cd_verify_ctx *v, const char *path) {
     return rc;
 }
 
-const cd_verify_case cd_verify_case_text = {"text_encoder", "text_encoder.safetensors", run};
+const cd_verify_case cd_verify_case_text = {"text_encoder", "text_encoder.safetensors", run, 1};

@@ -12,6 +12,7 @@
 #include "model/pipeline.h"
 #include "model/trainer.h"
 #include "verify/verify.h"
+#include "verify/device.h"
 
 #define NAME "train"
 
@@ -99,8 +100,8 @@ static void cmp_scalar(cd_verify_ctx *v, const cd_st_file *f, int step, const ch
     free(ref);
 }
 
-static int run_step(cd_verify_ctx *v, const cd_st_file *f, cd_trainer *tr, const train_meta *m,
-                    const int32_t *ids, int step) {
+static int run_step(cd_verify_ctx *v, const cd_st_file *f, cd_trainer *tr, cd_trainer_cuda *g,
+                    const train_meta *m, const int32_t *ids, int step) {
     float *img = NULL, *vn = NULL, *noise = NULL, *tf = NULL, *mask = NULL, *lat_ref = NULL;
     int64_t ni, nv, nn, nt, nm, nl;
     int rc = load(f, step, "images", &img, &ni);
@@ -121,7 +122,8 @@ static int run_step(cd_verify_ctx *v, const cd_st_file *f, cd_trainer *tr, const
                             .vae_noise = vn, .noise = noise, .timesteps = t, .mask = mask, .loss_scale = 1};
         cd_train_losses ls;
         lat = cd_malloc(sizeof(float) * nl);
-        rc = cd_trainer_accumulate(tr, &b, &ls, lat);
+        rc = g ? cd_trainer_cuda_accumulate(g, &b, &ls, lat) : cd_trainer_accumulate(tr, &b, &ls, lat);
+        if (!rc && g) rc = cd_trainer_cuda_grads_to_host(g);
         free(t);
         if (!rc) {
             char key[32];
@@ -132,7 +134,8 @@ static int run_step(cd_verify_ctx *v, const cd_st_file *f, cd_trainer *tr, const
             cmp_scalar(v, f, step, "loss_prior", ls.loss_prior);
             cmp_params(v, f, tr, step, 0);
             double gn;
-            rc = cd_trainer_step(tr, m->lr, &gn);
+            rc = g ? cd_trainer_cuda_step(g, m->lr, &gn) : cd_trainer_step(tr, m->lr, &gn);
+            if (!rc && g) rc = cd_trainer_cuda_to_host(g);
         }
         if (!rc) cmp_params(v, f, tr, step, 1);
     }
@@ -157,6 +160,8 @@ static int run(cd_verify_ctx *v, const char *path) {
     cd_trainer_opts_default(&o);
     o.prior_loss_weight = m.prior_w;
     if (!rc) rc = cd_trainer_init(&tr, &pipe, "<new1>", "ktn", &o);
+    cd_trainer_cuda *g = NULL;
+    if (!rc && v->gpu) rc = cd_trainer_cuda_new(&g, &tr, v->prec);
     if (!rc && tr.vpred != m.vpred)
         rc = cd_err("%s: the model's prediction type differs from train.json's target", v->model);
     if (!rc) {
@@ -173,13 +178,14 @@ static int run(cd_verify_ctx *v, const char *path) {
         char key[32];
         snprintf(key, sizeof key, "step%d.loss", s);
         if (!cd_st_find(&f, key)) break;
-        rc = run_step(v, &f, &tr, &m, ids, s);
+        rc = run_step(v, &f, &tr, g, &m, ids, s);
     }
     free(ids);
+    cd_trainer_cuda_free(g);
     if (tr.pipe) cd_trainer_free(&tr);
     cd_pipeline_free(&pipe);
     cd_st_close(&f);
     return rc;
 }
 
-const cd_verify_case cd_verify_case_train = {NAME, "train.safetensors", run};
+const cd_verify_case cd_verify_case_train = {NAME, "train.safetensors", run, 1};

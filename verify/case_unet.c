@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "verify/verify.h"
+#include "verify/device.h"
 #include "model/pipeline.h"
 #include "core/safetensors.h"
 #include "core/err.h"
@@ -38,7 +39,7 @@ static int run_one(cd_verify_ctx *v, const cd_st_file *f, const char *name, cons
     const cd_st_tensor *ts = cd_st_find(f, "sample"), *cs = cd_st_find(f, "encoder_hidden_states");
     float *o = cd_malloc(nr * sizeof(float));
     acts a = {v, f, name, ""};
-    rc = cd_unet_forward(p.unet, o, x, t, ctx, ts->shape[0], ts->shape[2], ts->shape[3], cs->shape[1], on_act, &a);
+    rc = vd_unet_forward(v, p.unet, o, x, t, ctx, ts->shape[0], ts->shape[2], ts->shape[3], cs->shape[1], on_act, &a);
     if (!rc) cd_verify_check(v, name, "out", o, ref, nr, CD_TOL_MODEL);
     if (!rc && a.first[0]) printf("%s first block that differs: %s\n", name, a.first);
     free(o);
@@ -52,4 +53,4 @@ static int run(cd_verify_ctx *v, const char *path) {
     return cd_verify_each_model(v, path, "unet", run_one);
 }
 
-const cd_verify_case cd_verify_case_unet = {"unet", "unet.safetensors", run};
+const cd_verify_case cd_verify_case_unet = {"unet", "unet.safetensors", run, 1};

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "verify/verify.h"
+#include "verify/device.h"
 #include "model/pipeline.h"
 #include "core/safetensors.h"
 #include "core/err.h"
@@ -20,11 +21,11 @@ static int run_one(cd_verify_ctx *v, const cd_st_file *f, const char *name, cons
         goto out;
     const cd_st_tensor *ti = cd_st_find(f, "image"), *tl = cd_st_find(f, "latent");
     float *m = cd_malloc(n2 * sizeof(float)), *lv = cd_malloc(n3 * sizeof(float)), *d = cd_malloc(n5 * sizeof(float));
-    rc = cd_vae_encode(p.vae, m, lv, img, ti->shape[0], ti->shape[2], ti->shape[3]);
+    rc = vd_vae_encode(v, &p, m, lv, img, ti->shape[0], ti->shape[2], ti->shape[3]);
     if (!rc) {
         cd_verify_check(v, name, "mean", m, mean, n2, CD_TOL_MODEL);
         cd_verify_check(v, name, "logvar", lv, logvar, n3, CD_TOL_MODEL);
-        rc = cd_vae_decode(p.vae, d, lat, tl->shape[0], tl->shape[2], tl->shape[3]);
+        rc = vd_vae_decode(v, &p, d, lat, tl->shape[0], tl->shape[2], tl->shape[3]);
         if (!rc) cd_verify_check(v, name, "decoded", d, dec, n5, CD_TOL_MODEL);
     }
     free(m); free(lv); free(d);
@@ -38,4 +39,4 @@ static int run(cd_verify_ctx *v, const char *path) {
     return cd_verify_each_model(v, path, "vae", run_one);
 }
 
-const cd_verify_case cd_verify_case_vae = {"vae", "vae.safetensors", run};
+const cd_verify_case cd_verify_case_vae = {"vae", "vae.safetensors", run, 1};

@@ -77,4 +77,4 @@ static int run(cd_verify_ctx *v, const char *path) {
     return rc;
 }
 
-const cd_verify_case cd_verify_case_vision = {"vision", "vision.safetensors", run};
+const cd_verify_case cd_verify_case_vision = {"vision", "vision.safetensors", run, 1};

@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/fileio.h"
 #include "verify/verify.h"
+#include "verify/device.h"
 
 double cd_verify_relerr(const float *a, const float *b, int64_t n) {
     double maxd = 0, maxb = 0;
@@ -23,6 +24,7 @@ double cd_verify_relerr(const float *a, const float *b, int64_t n) {
 
 int cd_verify_result(cd_verify_ctx *v, const char *name, const char *tensor, const char *measure,
                      double err, double tol) {
+    if (tol > 0) tol = cd_verify_tol(v, tol);   // exact checks (tol 0) stay exact
     int ok = err <= tol;   // NaN fails
     printf("%-14s %-34s %s %.3e tol %.0e %s\n", name, tensor, measure, err, tol, ok ? "PASS" : "FAIL");
     fflush(stdout);
@@ -82,12 +84,13 @@ int cd_verify_clip(cd_verify_ctx *v, cd_clip **out) {
 }
 
 int main(int argc, char **argv) {
-    static const char *model, *clip, *single, *device;
+    static const char *model, *clip, *single, *device, *precision;
     cd_opt opts[] = {
         {"model", CD_OPT_STR, &model, NULL, "diffusers pipeline folder (SET/model)"},
         {"clip", CD_OPT_STR, &clip, NULL, "transformers CLIPModel folder (SET/clip)"},
         {"single-file", CD_OPT_STR, &single, NULL, "single-file checkpoint for the cases that take one"},
-        {"device", CD_OPT_STR, &device, "cpu", "cpu (or cuda when built with CUDA)"},
+        {"device", CD_OPT_STR, &device, "cpu", "cpu or cuda (networks on the GPU; needs a CUDA build)"},
+        {"precision", CD_OPT_STR, &precision, "fp32", "fp32, tf32 or bf16 (cuda); tolerances widen to 3e-3 (tf32) / 3e-2 (bf16)"},
         {0}};
     int npos; char **pos;
     int r = cd_cli_parse("verify", "replay golden case files: customdiff-verify --model SET/model --clip SET/clip SET/cases",
@@ -95,9 +98,10 @@ int main(int argc, char **argv) {
     if (r == 1) return 0;
     if (r < 0) cd_die("verify", 2);
     if (npos != 1) { cd_err("give one case folder (e.g. ../shared/golden/tiny-sd/cases)"); cd_die("verify", 2); }
-    if (strcmp(device, "cpu")) { cd_err("--device %s: only cpu is supported by this build of verify", device); cd_die("verify", 2); }
     if (!cd_is_dir(pos[0])) { cd_err("%s: not a folder", pos[0]); cd_die("verify", 2); }
-    cd_verify_ctx v = {.model = model, .clip = clip, .cases = pos[0], .single_file = single, .device = device};
+    cd_verify_ctx v = {.model = model, .clip = clip, .cases = pos[0], .single_file = single};
+    if (cd_verify_device_init(&v, device, precision)) cd_die("verify", 2);
+    int gpu = v.gpu, prec = v.prec;
     for (int i = 0; cd_verify_cases[i]; i++) {
         const cd_verify_case *c = cd_verify_cases[i];
         char *path = cd_path_join(v.cases, c->file);
@@ -106,6 +110,8 @@ int main(int argc, char **argv) {
             v.nskip++;
         } else {
             cd_errclear();
+            v.gpu = c->device ? gpu : 0;          // host-only cases: CPU, fp32 tolerances
+            v.prec = c->device ? prec : CD_PREC_FP32;
             if (c->run(&v, path)) cd_verify_fail(&v, c->name, c->file, cd_errmsg());
         }
         free(path);

@@ -15,7 +15,9 @@ typedef struct {
     const char *clip;         // --clip: a transformers CLIPModel folder
     const char *cases;        // the case folder (positional)
     const char *single_file;  // --single-file (may be NULL)
-    const char *device;       // --device: "cpu" (others when built)
+    const char *device;       // --device: "cpu" or "cuda"
+    int gpu;                  // networks run on the GPU (verify/device.c)
+    int prec;                 // CD_PREC_* (model/trainer_cuda.h): tolerances widen below fp32
     int npass, nfail, nskip;
     // Lazily loaded, shared between handlers (NULL until asked for; freed at exit).
     cd_clip *text_encoder;    // MODEL/text_encoder
@@ -28,6 +30,8 @@ typedef struct {
     // Run the case: compare and report through cd_verify_check/cd_verify_result. Return -1
     // only when the case could not run (an error in cd_errmsg: counted as one FAIL).
     int (*run)(cd_verify_ctx *v, const char *path);
+    int device;               // 1: runs networks through verify/device.h (--device applies);
+                              // 0: host-only math (tokenizer, schedulers), always fp32 tolerances
 } cd_verify_case;
 
 // The registered handlers, NULL-terminated (verify/cases.c).
