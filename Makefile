@@ -15,6 +15,9 @@ VERSION := 0.1.0
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CFLAGS  += -DCD_VERSION=\"$(VERSION)\"
 
+# The link line without CUDA's libraries (the host emulation build, below, links with it).
+LDLIBS_HOST := $(LDLIBS)
+
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(origin CUDA), undefined)
   CUDA := $(if $(NVCC),1,0)
@@ -49,16 +52,36 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 BENCH_C := $(wildcard bench/*.c)
 BENCHES := $(BENCH_C:bench/%.c=$(BUILD)/bench/%)
 
+# Host emulation of the CUDA ops (kernels/emu/, see kernels/emu/emu.h): the GPU-side model
+# code (model/*_cuda.c), its tests (tests/test_*_cuda.c but the kernel twins' test) and the
+# stages that run it (verify, train, sample) built a second time with CD_CUDA and
+# CD_CUDA_EMU into $(BUILD)/emu, linked against the host library plus kernels/emu/*.c: no
+# CUDA header, library or GPU. `make test` runs $(BUILD)/emu/tests/test_* (tests/run.sh).
+# So: GPU-side C code lives in model/*_cuda.c and includes no CUDA header (only
+# kernels/kernels_cuda.h); other library files must not depend on CD_CUDA; a new cd_cuda_*
+# symbol gets its emulation in kernels/emu/ (tests/test_emu.sh checks every one has one).
+EMU       := $(BUILD)/emu
+EMU_CFLAGS = $(filter-out -I$(CUDA_HOME)/include,$(CFLAGS)) -DCD_CUDA=1 -DCD_CUDA_EMU=1
+EMU_STAGES := verify train sample
+EMU_TESTS_C := $(filter-out tests/test_kernels_cuda.c,$(wildcard tests/test_*_cuda.c))
+EMU_TESTS := $(EMU_TESTS_C:tests/%.c=$(EMU)/tests/%)
+EMU_LIB   := $(EMU)/libcustomdiff-emu.a
+EMU_LIB_OBJ := $(filter-out $(BUILD)/obj/model/%_cuda.o $(BUILD)/obj/%.cu.o,$(LIB_OBJ)) \
+               $(patsubst %.c,$(EMU)/obj/%.o,$(wildcard model/*_cuda.c kernels/emu/*.c))
+EMU_BINS  := $(foreach s,$(EMU_STAGES),$(if $(wildcard $(s)/*.c),$(EMU)/bin/customdiff-$(s)))
+
 # Keep test/bench objects (made through chained pattern rules, make would delete them as
 # intermediates). Only these: a blanket .SECONDARY would let a missing library object
 # (a new core/*.c) go unbuilt when the archive is newer than its source.
-.SECONDARY: $(TESTS_C:%.c=$(BUILD)/obj/%.o) $(BENCH_C:%.c=$(BUILD)/obj/%.o)
-.PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target
+.SECONDARY: $(TESTS_C:%.c=$(BUILD)/obj/%.o) $(BENCH_C:%.c=$(BUILD)/obj/%.o) $(TEST_SUPPORT_OBJ) \
+            $(EMU_TESTS_C:%.c=$(EMU)/obj/%.o)
+.PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target emu
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
 # make / make all: install missing Debian packages first (make deps), then build in parallel.
 all: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) build
-build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) print-target
+build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) emu print-target
+emu: $(EMU_BINS) $(EMU_TESTS)
 
 print-target:
 	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 + compute_90 PTX) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
@@ -98,6 +121,24 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# the host emulation build (see EMU above)
+$(EMU)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -c $< -o $@
+$(EMU_LIB): $(EMU_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+define emu_stage_rule
+$(EMU)/bin/customdiff-$(1): $(patsubst %.c,$(EMU)/obj/%.o,$(wildcard $(1)/*.c)) $(EMU_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(EMU_CFLAGS) $$^ -o $$@ $$(LDLIBS_HOST)
+endef
+$(foreach s,$(EMU_STAGES),$(eval $(call emu_stage_rule,$(s))))
+$(EMU)/tests/%: $(EMU)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(EMU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) $^ -o $@ $(LDLIBS_HOST)
+
 # loopback server (pre): the standalone test HTTP server used by the demo and bench_download
 $(BUILD)/tests/httpd: $(BUILD)/obj/tests/tools/httpd_main.o $(BUILD)/obj/tests/httpd.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -135,4 +176,4 @@ include $(MANIFEST)
 include manifests/run.mk
 endif
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(EMU)/obj -name '*.d' 2>/dev/null)

@@ -232,3 +232,24 @@ extern "C" void cd_cuda_conv2d_bwd(float *dx, float *dW, float *db, const float 
     cd_cuda_fail(__FILE__, __LINE__, "cd_cuda_conv2d_bwd", "built without cuDNN");
 #endif
 }
+
+// ---- training: bf16 backward data (helper "unettrain"; declared at the end of kernels_cuda.h)
+// dx = conv2d backward-data of dy through W, bf16 dy/W/dx (NCHW), fp32 accumulate; dx overwritten.
+extern "C" void cd_cuda_conv2d_bwd_data_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *W,
+                                             int n, int cin, int h, int w, int cout, int k, int s,
+                                             int p, void *stream) {
+#if CD_HAVE_CUDNN
+    cudnnHandle_t hd = (cudnnHandle_t)cd_cuda_cudnn(stream);
+    if (!hd) return;
+    ConvPlan *pl = plan_get(hd, n, cin, h, w, cout, k, s, p, 1, 1);
+    if (!pl) return;
+    float one = 1.f, zero = 0.f;
+    void *ws = pl->data_ws ? cd_cuda_scratch(stream, pl->data_ws) : NULL;
+    if (pl->data_ws && !ws) return;
+    if (cudnnCheck(cudnnSetConvolutionMathType(pl->cd, pl->data_math))) return;
+    cudnnCheck(cudnnConvolutionBackwardData(hd, &one, pl->wd, W, pl->yd, dy, pl->cd, pl->bwd_data, ws,
+                                            pl->data_ws, &zero, pl->xd, dx));
+#else
+    cd_cuda_fail(__FILE__, __LINE__, "cd_cuda_conv2d_bwd_data_bf16", "built without cuDNN");
+#endif
+}

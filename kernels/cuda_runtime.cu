@@ -2,6 +2,7 @@
 #include "kernels/cuda_common.h"
 #include <pthread.h>
 #include <string.h>
+#include <unordered_map>
 
 static int g_sticky_error;
 static int g_tf32;
@@ -55,13 +56,47 @@ extern "C" int cd_cuda_device_name(char *buf, size_t cap) {
     return 0;
 }
 
+// Bytes allocated through cd_cuda_malloc: per pointer, now and at the peak.
+static std::unordered_map<void *, size_t> *g_sizes;
+static int64_t g_alloc, g_peak;
+static pthread_mutex_t g_alloc_mu = PTHREAD_MUTEX_INITIALIZER;
+
 extern "C" void *cd_cuda_malloc(size_t bytes) {
     void *p = NULL;
-    if (cudaCheck(cudaMalloc(&p, bytes ? bytes : 1))) return NULL;
+    size_t n = bytes ? bytes : 1;
+    if (cudaCheck(cudaMalloc(&p, n))) return NULL;
+    pthread_mutex_lock(&g_alloc_mu);
+    if (!g_sizes) g_sizes = new std::unordered_map<void *, size_t>();
+    (*g_sizes)[p] = n;
+    g_alloc += (int64_t)n;
+    if (g_alloc > g_peak) g_peak = g_alloc;
+    pthread_mutex_unlock(&g_alloc_mu);
     return p;
 }
 extern "C" void cd_cuda_free(void *p) {
-    if (p) cudaCheck(cudaFree(p));
+    if (!p) return;
+    pthread_mutex_lock(&g_alloc_mu);
+    if (g_sizes) {
+        auto it = g_sizes->find(p);
+        if (it != g_sizes->end()) {
+            g_alloc -= (int64_t)it->second;
+            g_sizes->erase(it);
+        }
+    }
+    pthread_mutex_unlock(&g_alloc_mu);
+    cudaCheck(cudaFree(p));
+}
+extern "C" int64_t cd_cuda_alloc_bytes(int64_t *peak) {
+    pthread_mutex_lock(&g_alloc_mu);
+    int64_t a = g_alloc;
+    if (peak) *peak = g_peak;
+    pthread_mutex_unlock(&g_alloc_mu);
+    return a;
+}
+extern "C" void cd_cuda_alloc_reset_peak(void) {
+    pthread_mutex_lock(&g_alloc_mu);
+    g_peak = g_alloc;
+    pthread_mutex_unlock(&g_alloc_mu);
 }
 extern "C" int cd_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream) {
     CD_CU_TRY(cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cd_stream(stream))));
@@ -86,8 +121,11 @@ extern "C" void *cd_cuda_stream_create(void) {
     if (cudaCheck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking))) return NULL;
     return (void *)s;
 }
+static void ctx_release(cudaStream_t s);
 extern "C" void cd_cuda_stream_destroy(void *stream) {
-    if (stream) cudaCheck(cudaStreamDestroy(cd_stream(stream)));
+    if (!stream) return;
+    ctx_release(cd_stream(stream));   // its handles and scratch go with it (the slot is free again)
+    cudaCheck(cudaStreamDestroy(cd_stream(stream)));
 }
 extern "C" int cd_cuda_mem_info(size_t *used, size_t *total) {
     size_t fr = 0, tot = 0;
@@ -128,6 +166,28 @@ static StreamCtx *ctx_for(void *stream) {
     pthread_mutex_unlock(&g_ctx_mu);
     if (!c) cd_cuda_fail(__FILE__, __LINE__, "ctx_for", "more than 32 streams in use");
     return c;
+}
+
+// Frees the context of stream s (if it has one): waits for its work, destroys its library
+// handles, frees its scratch.
+static void ctx_release(cudaStream_t s) {
+    StreamCtx c;
+    int found = 0;
+    pthread_mutex_lock(&g_ctx_mu);
+    for (int i = 0; i < CD_MAX_STREAMS && !found; i++)
+        if (g_ctx[i].used && g_ctx[i].stream == s) {
+            c = g_ctx[i];
+            memset(&g_ctx[i], 0, sizeof g_ctx[i]);
+            found = 1;
+        }
+    pthread_mutex_unlock(&g_ctx_mu);
+    if (!found) return;
+    cudaCheck(cudaStreamSynchronize(s));
+    if (c.cublas) cublasDestroy(c.cublas);
+#if CD_HAVE_CUDNN
+    if (c.cudnn) cudnnDestroy((cudnnHandle_t)c.cudnn);
+#endif
+    if (c.scratch) cudaCheck(cudaFree(c.scratch));
 }
 
 extern "C" void *cd_cuda_cublas(void *stream) {
@@ -173,4 +233,52 @@ extern "C" void *cd_cuda_scratch(void *stream, size_t bytes) {
         c->scratch_bytes = want;
     }
     return c->scratch;
+}
+
+// ---- CUDA graphs (plain-C API: model code needs no CUDA header) --------------------------------
+// Failures are returned (cd_err) and CUDA's last error is cleared; the sticky flag stays as it
+// was, since the caller falls back to running without a graph.
+extern "C" int cd_cuda_graph_begin(void *stream) {
+    if (!stream) return cd_err("cd_cuda_graph_begin: a graph needs a stream of its own, not the default stream");
+    cudaError_t e = cudaStreamBeginCapture(cd_stream(stream), cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return cd_err("cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" int cd_cuda_graph_end(void *stream, void **exec) {
+    cudaGraph_t gr = NULL;
+    if (exec) *exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(cd_stream(stream), &gr);
+    if (e != cudaSuccess || !gr) {
+        if (gr) cudaGraphDestroy(gr);
+        cudaGetLastError();
+        return cd_err("cudaStreamEndCapture: %s", e != cudaSuccess ? cudaGetErrorString(e) : "no graph captured");
+    }
+    if (!exec) { cudaGraphDestroy(gr); return 0; }
+    cudaGraphExec_t ge = NULL;
+    e = cudaGraphInstantiateWithFlags(&ge, gr, 0);
+    cudaGraphDestroy(gr);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return cd_err("cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    }
+    *exec = (void *)ge;
+    return 0;
+}
+
+extern "C" int cd_cuda_graph_launch(void *exec, void *stream) {
+    if (!exec) return cd_err("cd_cuda_graph_launch: no graph");
+    cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)exec, cd_stream(stream));
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return cd_err("cudaGraphLaunch: %s", cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" void cd_cuda_graph_destroy(void *exec) {
+    if (exec) cudaGraphExecDestroy((cudaGraphExec_t)exec);
 }

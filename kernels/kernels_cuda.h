@@ -43,6 +43,22 @@ void *cd_cuda_cudnn(void *stream);     // cudnnHandle_t bound to stream
 // Scratch device memory owned by the stream's context: valid until the next call of
 // cd_cuda_scratch on the same stream (grows; never shrinks). NULL on failure.
 void *cd_cuda_scratch(void *stream, size_t bytes);
+// Bytes currently allocated through cd_cuda_malloc (not the streams' scratch or the libraries'
+// own memory), and in *peak (may be NULL) the most at once since the start or the last
+// cd_cuda_alloc_reset_peak(). Thread-safe.
+int64_t cd_cuda_alloc_bytes(int64_t *peak);
+void cd_cuda_alloc_reset_peak(void);
+// CUDA graphs, so that C code needs no CUDA header. cd_cuda_graph_begin starts capturing the
+// work queued on `stream` (thread-local capture mode; stream must not be NULL);
+// cd_cuda_graph_end stops it and instantiates what was captured into *exec (NULL on failure);
+// cd_cuda_graph_launch replays it on stream; cd_cuda_graph_destroy frees it (NULL is fine).
+// They return 0, or -1 with cd_err (the CUDA error is cleared, the sticky flag is not set):
+// the caller runs its work without a graph. Ops that fail while capturing set the sticky flag
+// as usual (check cd_cuda_status() after cd_cuda_graph_end).
+int cd_cuda_graph_begin(void *stream);
+int cd_cuda_graph_end(void *stream, void **exec);
+int cd_cuda_graph_launch(void *exec, void *stream);
+void cd_cuda_graph_destroy(void *exec);
 
 // ---- bf16 conversion (kernels/cuda_elementwise.cu) ----------------------------------
 void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);
@@ -204,6 +220,13 @@ double cd_cuda_mse_fwd_bwd(float *grad, const float *a, const float *b, const fl
 void cd_cuda_adamw_step(float *p, const float *g, float *m, float *v, int64_t n, float lr,
                         float beta1, float beta2, float eps, float wd, int step, void *stream);
 double cd_cuda_sumsq(const float *x, int64_t n, void *stream);
+// ==== training additions (helper "unettrain": kernels/cuda_conv.cu, emulated in
+// kernels/emu/emu_unettrain.c) ==============================================================
+// Convolution backward data in bf16: dy [n,cout,ho,wo] and W [cout,cin,k,k] bf16 -> dx
+// [n,cin,h,w] bf16 (overwritten), fp32 accumulation (cuDNN tensor cores).
+void cd_cuda_conv2d_bwd_data_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *W, int n,
+                                  int cin, int h, int w, int cout, int k, int s, int p,
+                                  void *stream);
 #ifdef __cplusplus
 }
 #endif

@@ -110,6 +110,11 @@ int cd_clip_text_copy_row(cd_clip_text *m, int dst, int src);
 // (may be NULL): the row at the eos token (see pool_argmax). Ids must be < n_tok.
 int cd_clip_text_forward(const cd_clip_text *m, const int32_t *ids, int B, int L,
                          float *hidden, float *pooled);
+// The pooled rows [B,C] of hidden [B,L,C] (what cd_clip_text_forward's pooled gives).
+void cd_clip_text_pool(const cd_clip_text *m, const int32_t *ids, int B, int L, const float *hidden,
+                       float *pooled);
+// emb [B,P] = pooled @ text_projection^T, L2-normalised when normalize (error without a projection).
+int cd_clip_text_project(const cd_clip_text *m, const float *pooled, int B, float *emb, int normalize);
 // ids [B,L] -> text_embeds [B,P] = pooled @ text_projection^T; L2-normalised when normalize.
 int cd_clip_text_embed(const cd_clip_text *m, const int32_t *ids, int B, int L, float *emb,
                        int normalize);

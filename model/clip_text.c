@@ -56,10 +56,23 @@ int cd_clip_text_forward(const cd_clip_text *m, const int32_t *ids, int B, int L
     for (int i = 0; i < m->cfg.layers; i++) clip_layer_fwd(&m->L[i], &d, x, NULL);
     cd_layernorm_fwd(hidden, NULL, NULL, x, m->lnf_g, m->lnf_b, (int)n, C, m->cfg.eps);
     free(x);
-    if (pooled)
-        for (int b = 0; b < B; b++)
-            memcpy(pooled + (int64_t)b * C, hidden + ((int64_t)b * L + pool_pos(m, ids + (int64_t)b * L, L)) * C,
-                   sizeof(float) * C);
+    if (pooled) cd_clip_text_pool(m, ids, B, L, hidden, pooled);
+    return 0;
+}
+
+void cd_clip_text_pool(const cd_clip_text *m, const int32_t *ids, int B, int L, const float *hidden,
+                       float *pooled) {
+    int C = m->cfg.hidden;
+    for (int b = 0; b < B; b++)
+        memcpy(pooled + (int64_t)b * C, hidden + ((int64_t)b * L + pool_pos(m, ids + (int64_t)b * L, L)) * C,
+               sizeof(float) * C);
+}
+
+int cd_clip_text_project(const cd_clip_text *m, const float *pooled, int B, float *emb, int normalize) {
+    if (!m->proj) return cd_err("clip text: this model has no text_projection (a CLIPTextModel); load a CLIPModel folder");
+    int C = m->cfg.hidden, P = m->cfg.projection_dim;
+    cd_linear_fwd(emb, pooled, m->proj, NULL, B, C, P);
+    if (normalize) cd_l2_normalize(emb, B, P);
     return 0;
 }
 
@@ -77,13 +90,10 @@ void cd_l2_normalize(float *x, int n, int d) {
 int cd_clip_text_embed(const cd_clip_text *m, const int32_t *ids, int B, int L, float *emb,
                        int normalize) {
     if (!m->proj) return cd_err("clip text: this model has no text_projection (a CLIPTextModel); load a CLIPModel folder");
-    int C = m->cfg.hidden, P = m->cfg.projection_dim;
+    int C = m->cfg.hidden;
     float *hid = cd_malloc(sizeof(float) * (size_t)B * L * C), *pooled = cd_malloc(sizeof(float) * (size_t)B * C);
     int rc = cd_clip_text_forward(m, ids, B, L, hid, pooled);
-    if (!rc) {
-        cd_linear_fwd(emb, pooled, m->proj, NULL, B, C, P);
-        if (normalize) cd_l2_normalize(emb, B, P);
-    }
+    if (!rc) rc = cd_clip_text_project(m, pooled, B, emb, normalize);
     free(hid); free(pooled);
     return rc;
 }

@@ -25,7 +25,7 @@ const char *cd_precision_name(int prec) {
     return prec == CD_PREC_BF16 ? "bf16" : prec == CD_PREC_TF32 ? "tf32" : "fp32";
 }
 
-#if !defined(CD_CUDA) || !__has_include("model/clip_cuda.h")   // TEMP until clip_cuda lands
+#ifndef CD_CUDA
 int cd_trainer_cuda_new(cd_trainer_cuda **out, cd_trainer *tr, int precision) {
     *out = NULL;
     return cd_err("training on the GPU: this build has no CUDA (rebuild with CUDA=1)");
@@ -92,9 +92,8 @@ static int setup_networks(cd_trainer_cuda *g) {
     if (cd_unet_cuda_nparams(g->unet) != tr->n_unet)
         return cd_err("cuda trainer: the GPU UNet trains %d tensors, the trainer %d", cd_unet_cuda_nparams(g->unet), tr->n_unet);
     CD_TRY(cd_clip_text_cuda_new(&g->text, &tr->text, g->st));
-    if (p->vae && p->vae_w.n > 0) {
-        if (cd_vae_cuda_new(&g->vae, &p->vae_cfg, &p->vae_w, g->st)) return cd_errctx("cuda trainer: VAE");
-    }
+    if (p->vae && p->vae_w.n > 0 && cd_vae_cuda_new(&g->vae, &p->vae_cfg, &p->vae_w, g->st))
+        return cd_errctx("cuda trainer: VAE");
     int bf = g->prec == CD_PREC_BF16;
     cd_cuda_set_tf32(g->prec == CD_PREC_TF32);
     CD_TRY(cd_unet_cuda_set_bf16(g->unet, bf));
@@ -132,6 +131,7 @@ int cd_trainer_cuda_new(cd_trainer_cuda **out, cd_trainer *tr, int precision) {
 void cd_trainer_cuda_free(cd_trainer_cuda *g) {
     if (!g) return;
     if (g->st) cd_cuda_sync(g->st);
+    if (g->unet) cd_unet_cuda_train_free(g->unet);
     cd_unet_cuda_free(g->unet);
     cd_clip_text_cuda_free(g->text);
     cd_vae_cuda_free(g->vae);
@@ -175,7 +175,8 @@ static int buffers(cd_trainer_cuda *g, int64_t n, int64_t nctx) {
 
 int cd_trainer_cuda_encode(cd_trainer_cuda *g, const float *pixels, int B, int H, int W,
                            float *mean, float *logvar) {
-    if (!g->vae) return cd_err("%s: the VAE encoder is not loaded", g->tr->pipe->model_path);
+    if (!g->vae || !cd_vae_cuda_has_encoder(g->vae))
+        return cd_err("%s: the VAE encoder is not loaded", g->tr->pipe->model_path);
     return cd_vae_cuda_encode(g->vae, mean, logvar, pixels, B, H, W);
 }
 
@@ -221,7 +222,7 @@ int cd_trainer_cuda_accumulate(cd_trainer_cuda *g, const cd_train_batch *b, cd_t
     if (rows) {
         CD_TRY(cd_clip_text_cuda_backward_rows(g->text, g->dctx, tr->nmod, tr->mod_id, g->rowgrad));
     }
-    g->flops = cd_unet_cuda_flops(g->unet) + cd_clip_text_cuda_flops(g->text);
+    g->flops = cd_unet_cuda_train_flops(g->unet) + cd_clip_text_cuda_flops(g->text);
     return status("backward");
 }
 
@@ -295,7 +296,7 @@ cd_vae_cuda *cd_trainer_cuda_vae(cd_trainer_cuda *g) { return g->vae; }
 
 void cd_trainer_cuda_get_stats(const cd_trainer_cuda *g, cd_trainer_cuda_stats *s) {
     memset(s, 0, sizeof *s);
-    s->weights = cd_unet_cuda_weight_bytes(g->unet);
+    s->weights = cd_unet_cuda_weight_bytes(g->unet) + cd_clip_text_cuda_weight_bytes(g->text);
     s->optimizer = (int64_t)sizeof(float) * 3 * g->tr->total;
     s->activations = cd_unet_cuda_train_arena_bytes(g->unet) + cd_clip_text_cuda_arena_bytes(g->text);
     int64_t peak = 0;

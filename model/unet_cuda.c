@@ -10,7 +10,6 @@
 #include "core/err.h"
 
 #ifdef CD_CUDA
-#include <cuda_runtime.h>
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
 
@@ -21,7 +20,7 @@ struct cd_unet_cuda {
     int64_t hact_n;
     cd_unet_act_fn acts;
     void *act_ctx;
-    cudaGraphExec_t gexec; // the captured forward, valid for gkey
+    void *gexec;           // the captured forward (cd_cuda_graph_*), valid for gkey
     const void *gkey[4];   // out, x, t, ctx of the capture
     int gshape[4], gbf, gtf;
 };
@@ -177,7 +176,7 @@ int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream) {
 
 void cd_unet_cuda_free(cd_unet_cuda *U) {
     if (!U) return;
-    if (U->gexec) cudaGraphExecDestroy(U->gexec);
+    cd_cuda_graph_destroy(U->gexec);
     nn_dev_free(&U->d);
     free(U->hact);
     free(U);
@@ -229,25 +228,22 @@ int cd_unet_cuda_forward(cd_unet_cuda *U, float *out, const float *x, const floa
 // that plans the arena and the libraries' algorithms, so that the captured one allocates nothing).
 static int capture(cd_unet_cuda *U, float *d_out, const float *d_x, const float *d_t,
                    const float *d_ctx, int B, int H, int W, int M) {
-    cudaStream_t st = (cudaStream_t)U->d.st;
-    if (U->gexec) { cudaGraphExecDestroy(U->gexec); U->gexec = NULL; }
+    void *st = U->d.st;
+    cd_cuda_graph_destroy(U->gexec);
+    U->gexec = NULL;
     CD_TRY(cd_unet_cuda_forward_dev(U, d_out, d_x, d_t, d_ctx, B, H, W, M));
     if (cd_cuda_sync(st) || cd_cuda_status()) return cd_errctx("unet cuda: warm-up before capture");
-    cudaGraph_t gr = NULL;
-    cudaError_t e = cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
-    if (e != cudaSuccess) return cd_err("unet cuda: cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+    if (cd_cuda_graph_begin(st)) return cd_errctx("unet cuda: the forward could not be captured as a CUDA graph");
     int rc = cd_unet_cuda_forward_dev(U, d_out, d_x, d_t, d_ctx, B, H, W, M);
-    e = cudaStreamEndCapture(st, &gr);
-    int failed_op = cd_cuda_status();   // an op refused during capture (also clears the flag)
-    if (rc || failed_op || e != cudaSuccess || !gr) {
-        if (gr) cudaGraphDestroy(gr);
-        cudaGetLastError();
-        return cd_err("unet cuda: the forward could not be captured as a CUDA graph (%s)",
-                      e != cudaSuccess ? cudaGetErrorString(e) : "an op failed during capture");
+    void *ex = NULL;
+    int ge = cd_cuda_graph_end(st, &ex);   // ends the capture in any case; instantiates it
+    int failed_op = cd_cuda_status();       // an op refused during capture (also clears the flag)
+    if (rc || failed_op || ge) {
+        cd_cuda_graph_destroy(ex);
+        if (ge) return cd_errctx("unet cuda: the forward could not be captured as a CUDA graph");
+        return cd_err("unet cuda: the forward could not be captured as a CUDA graph (an op failed during capture)");
     }
-    e = cudaGraphInstantiateWithFlags(&U->gexec, gr, 0);
-    cudaGraphDestroy(gr);
-    if (e != cudaSuccess) { U->gexec = NULL; return cd_err("unet cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e)); }
+    U->gexec = ex;
     const void *key[4] = {d_out, d_x, d_t, d_ctx};
     int shape[4] = {B, H, W, M};
     memcpy(U->gkey, key, sizeof key);
@@ -266,8 +262,7 @@ int cd_unet_cuda_forward_graph(cd_unet_cuda *U, float *d_out, const float *d_x, 
     if (!U->gexec || memcmp(key, U->gkey, sizeof key) || memcmp(shape, U->gshape, sizeof shape) ||
         U->gbf != U->d.bf16 || U->gtf != cd_cuda_get_tf32())
         CD_TRY(capture(U, d_out, d_x, d_t, d_ctx, B, H, W, Nctx));
-    cudaError_t e = cudaGraphLaunch(U->gexec, (cudaStream_t)U->d.st);
-    if (e != cudaSuccess) return cd_err("unet cuda: cudaGraphLaunch: %s", cudaGetErrorString(e));
+    if (cd_cuda_graph_launch(U->gexec, U->d.st)) return cd_errctx("unet cuda");
     return 0;
 }
 

@@ -54,4 +54,37 @@ int64_t cd_unet_cuda_arena_bytes(const cd_unet_cuda *g);
 void *cd_unet_cuda_stream(const cd_unet_cuda *g);
 // FLOPs (2 per multiply-add) of the GEMMs, convolutions and attention of the last forward.
 double cd_unet_cuda_flops(const cd_unet_cuda *g);
+// ---- training on the device (model/unet_train_cuda.c; owner: helper "unettrain") ----
+// After cd_unet_set_train(u, mode, ...) and cd_unet_set_checkpointing(u, on) on the host model:
+// device gradient buffers for u's trainable params (zeroed). The trainable weights' device
+// copies are the fp32 masters the optimizer updates in place. Calling it again rebuilds the
+// training state (after the mode or the parameter list changed).
+int cd_unet_cuda_train_setup(cd_unet_cuda *g);
+// Frees the training state (gradients, activation heap); call before cd_unet_cuda_free.
+void cd_unet_cuda_train_free(cd_unet_cuda *g);
+int cd_unet_cuda_nparams(const cd_unet_cuda *g);             // == u's trainable param count, same order
+float *cd_unet_cuda_param_dev(cd_unet_cuda *g, int i);       // device fp32 weight of param i
+float *cd_unet_cuda_grad_dev(cd_unet_cuda *g, int i);        // device fp32 gradient [numel]
+void cd_unet_cuda_zero_grad(cd_unet_cuda *g);                // async on the handle's stream
+int cd_unet_cuda_params_changed(cd_unet_cuda *g);            // refresh bf16 copies of trainable weights (bf16 mode)
+int cd_unet_cuda_params_to_host(cd_unet_cuda *g);            // device trainable weights -> u's host params (synchronises)
+int cd_unet_cuda_params_from_host(cd_unet_cuda *g);          // host -> device (after a resume)
+// Forward keeping what backward needs; device in/out, async on the stream. Checkpointing per
+// u's setting. The first call at a shape (B, H, W, Nctx, bf16, checkpointing, mode) plans the
+// activation heap with a dry pass of forward + backward and allocates it once; later calls at
+// that shape allocate nothing. d_ctx is copied (it need not outlive the call).
+int cd_unet_cuda_forward_train(cd_unet_cuda *g, float *d_out, const float *d_x, const float *d_t,
+                               const float *d_ctx, int B, int H, int W, int Nctx);
+// Backward of the last forward_train: d_dout [B,out,H,W] -> d_dctx [B,Nctx,cross] (overwritten;
+// NULL when not needed) and += into the device gradients.
+int cd_unet_cuda_backward(cd_unet_cuda *g, float *d_dctx, const float *d_dout);
+// Device bytes of saved activations + temporaries at the last shape (the planned heap).
+int64_t cd_unet_cuda_train_arena_bytes(const cd_unet_cuda *g);
+// FLOPs (2 per multiply-add: GEMMs, convolutions, attention) of the last forward_train +
+// backward, checkpoint recomputation included.
+double cd_unet_cuda_train_flops(const cd_unet_cuda *g);
+// The planning pass alone, on the host (no device, no weights touched): heap bytes that one
+// training step of u (its mode and checkpointing) needs at this shape, and its FLOPs
+// (flops may be NULL). -1 when built without CUDA.
+int64_t cd_unet_cuda_train_plan(cd_unet *u, int bf16, int B, int H, int W, int Nctx, double *flops);
 #endif

@@ -1,5 +1,6 @@
 // VAE decoder on the GPU (see model/vae_cuda.h): the binding and walk of model/vae.c's
 // decoder with model/nn_cuda.c's layers.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,45 @@ struct cd_vae_cuda {
     nn_gn agn;             // mid-block attention: GroupNorm + one-head self-attention
     nn_attn at;
     nn_gn norm;
+    // encoder (bound when ws has encoder.* and quant_conv)
+    int enc;
+    nn_conv e_cin, e_cout, quant;
+    nn_resnet e_res[CD_VAE_MAX_BLOCKS][VMAXL];
+    nn_conv e_samp[CD_VAE_MAX_BLOCKS];
+    nn_resnet e_mid[2];
+    nn_gn e_agn;
+    nn_attn e_at;
+    nn_gn e_norm;
 };
 
-// As model/vae.c's bind_decoder.
+// As model/vae.c's bind_encoder.
+static void bind_encoder(cd_vae_cuda *v, nn_binder *bd) {
+    const cd_vae_config *c = &v->cfg;
+    char p[300];
+    int n = c->nblocks, G = c->groups, ch = c->block_out[0], L2 = 2 * c->latent_channels;
+    nn_conv_bind(bd, &v->e_cin, "encoder.conv_in", c->in_channels, ch, 3, 1, 1, 1);
+    for (int i = 0; i < n; i++) {
+        int co = c->block_out[i];
+        for (int l = 0; l < c->layers_per_block; l++) {
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.resnets.%d", i, l);
+            nn_resnet_bind(bd, &v->e_res[i][l], p, l ? co : ch, co, 0, G, VEPS);
+        }
+        if (i < n - 1) {
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv", i);
+            nn_conv_bind(bd, &v->e_samp[i], p, co, co, 3, 2, 0, 1);
+        }
+        ch = co;
+    }
+    nn_resnet_bind(bd, &v->e_mid[0], "encoder.mid_block.resnets.0", ch, ch, 0, G, VEPS);
+    nn_gn_bind(bd, &v->e_agn, "encoder.mid_block.attentions.0.group_norm", ch, G, VEPS);
+    nn_attn_bind(bd, &v->e_at, "encoder.mid_block.attentions.0", ch, ch, 1, 1);
+    nn_resnet_bind(bd, &v->e_mid[1], "encoder.mid_block.resnets.1", ch, ch, 0, G, VEPS);
+    nn_gn_bind(bd, &v->e_norm, "encoder.conv_norm_out", ch, G, VEPS);
+    nn_conv_bind(bd, &v->e_cout, "encoder.conv_out", ch, L2, 3, 1, 1, 1);
+    nn_conv_bind(bd, &v->quant, "quant_conv", L2, L2, 1, 1, 0, 1);
+}
+
+// As model/vae.c's bind_decoder (+ the encoder when present).
 static int bind(cd_vae_cuda *v, cd_weights *ws) {
     const cd_vae_config *c = &v->cfg;
     nn_binder bd = {.ws = ws};
@@ -52,7 +89,9 @@ static int bind(cd_vae_cuda *v, cd_weights *ws) {
     }
     nn_gn_bind(&bd, &v->norm, "decoder.conv_norm_out", ch, G, VEPS);
     nn_conv_bind(&bd, &v->cout, "decoder.conv_out", ch, c->out_channels, 3, 1, 1, 1);
-    return nn_bind_done(&bd, "vae decoder (cuda)");
+    v->enc = nn_has(&bd, "encoder.conv_in.weight") && nn_has(&bd, "quant_conv.weight");
+    if (v->enc) bind_encoder(v, &bd);
+    return nn_bind_done(&bd, "vae (cuda)");
 }
 
 int cd_vae_cuda_new(cd_vae_cuda **out, const cd_vae_config *cfg, cd_weights *ws, void *stream) {
@@ -74,16 +113,17 @@ void cd_vae_cuda_free(cd_vae_cuda *v) {
 }
 
 // y = x + attn(GN(x)) on [B,C,H,W] (model/vae.c's vattn_fwd).
-static void vattn(cd_vae_cuda *v, float *y, const float *x, int B, int H, int W) {
+static void vattn(cd_vae_cuda *v, const nn_gn *gn, const nn_attn *at, float *y, const float *x, int B, int H,
+                  int W) {
     nn_dev *g = &v->d;
     nn_dmark m0 = nn_dmark_get(g);
-    int C = v->agn.c, N = H * W;
+    int C = gn->c, N = H * W;
     int64_t n = (int64_t)B * C * N;
     float *a = nn_da(g, n), *t = nn_da(g, n);
     if (!t) { nn_drelease(g, m0); return; }
-    nn_dgn(g, &v->agn, a, x, B, N, 0);
+    nn_dgn(g, gn, a, x, B, N, 0);
     cd_cuda_nchw_to_nhwc(t, a, B, C, N, g->st);
-    nn_dattn(g, &v->at, a, t, NULL, B, N, N);
+    nn_dattn(g, at, a, t, NULL, B, N, N);
     cd_cuda_nhwc_to_nchw(t, a, B, C, N, g->st);
     cd_cuda_add(y, t, x, n, g->st);
     nn_drelease(g, m0);
@@ -100,7 +140,7 @@ static void decode(cd_vae_cuda *v, float *img, const float *z, int B, int H, int
     nn_dconv(g, &v->post, pz, z, B, H, W);
     nn_dconv(g, &v->cin, x, pz, B, H, W);
     nn_dresnet(g, &v->mid[0], y, x, NULL, B, H, W);
-    vattn(v, x, y, B, H, W);
+    vattn(v, &v->agn, &v->at, x, y, B, H, W);
     nn_dresnet(g, &v->mid[1], y, x, NULL, B, H, W);
     x = y;
     for (int i = 0; i < n && !g->err; i++) {
@@ -127,14 +167,34 @@ static void decode(cd_vae_cuda *v, float *img, const float *z, int B, int H, int
     nn_dconv(g, &v->cout, img, a, B, H, W);
 }
 
+static int check_latent(int B, int h, int w) {
+    return B < 1 || h < 1 || w < 1 ? cd_err("vae cuda: bad latent shape %dx%d (batch %d)", h, w, B) : 0;
+}
+
+// After a walk: 0, or -1 with the context when a layer or the device failed.
+static int walk_status(nn_dev *g, int rc) {
+    if (g->err) rc = -1;
+    if (cd_cuda_status()) rc = -1;
+    return rc;
+}
+
+int cd_vae_cuda_decode_dev(cd_vae_cuda *v, float *d_img, const float *d_z, int B, int h, int w) {
+    nn_dev *g = &v->d;
+    CD_TRY(check_latent(B, h, w));
+    cd_cuda_status();   // clear a failure left by earlier work
+    nn_dev_begin(g);
+    decode(v, d_img, d_z, B, h, w);
+    if (walk_status(g, 0)) return cd_errctx("vae cuda: decode (batch %d, latents %dx%d)", B, h, w);
+    return 0;
+}
+
 int cd_vae_cuda_decode(cd_vae_cuda *v, float *img, const float *z, int B, int h, int w) {
     const cd_vae_config *c = &v->cfg;
     nn_dev *g = &v->d;
-    if (B < 1 || h < 1 || w < 1) return cd_err("vae cuda: bad latent shape %dx%d", h, w);
+    CD_TRY(check_latent(B, h, w));
     int f = 1 << (c->nblocks - 1);
     int64_t nz = (int64_t)B * c->latent_channels * h * w, ni = (int64_t)B * c->out_channels * h * f * w * f;
-    cd_errclear();
-    cd_cuda_status();   // clear a failure left by earlier work
+    cd_cuda_status();
     nn_dev_begin(g);
     float *dz = nn_da(g, nz), *di = nn_da(g, ni);
     int rc = -1;
@@ -142,19 +202,144 @@ int cd_vae_cuda_decode(cd_vae_cuda *v, float *img, const float *z, int B, int h,
         decode(v, di, dz, B, h, w);
         if (!g->err && !cd_cuda_memcpy_d2h(img, di, ni * sizeof(float), g->st) && !cd_cuda_sync(g->st)) rc = 0;
     }
-    if (cd_cuda_status()) rc = -1;
-    if (rc) cd_errctx("vae cuda: decode (batch %d, latents %dx%d)", B, h, w);
+    if (walk_status(g, rc)) return cd_errctx("vae cuda: decode (batch %d, latents %dx%d)", B, h, w);
+    return 0;
+}
+
+// ---- encoder -------------------------------------------------------------------------------
+// F.pad(x, (0,1,0,1)): x [BC,H,W] -> y [BC,H+1,W+1] with a zero last column and row, as two
+// concatenations; t: scratch of BC*H*(W+1); z: >= max(BC*H, BC*(W+1)) zeros.
+static void pad01(nn_dev *g, float *y, float *t, const float *x, const float *z, int BC, int H, int W) {
+    cd_cuda_concat_c(t, x, z, BC * H, W, 1, 1, g->st);
+    cd_cuda_concat_c(y, t, z, BC, H * (W + 1), W + 1, 1, g->st);
+}
+
+// Sizes of the encoder's ping-pong buffers (sz), padded input (szp) and zeros (szz), floats.
+static void enc_sizes(const cd_vae_config *c, int B, int H, int W, int64_t *sz, int64_t *szp, int64_t *szz) {
+    int prev = c->block_out[0];
+    *sz = *szp = *szz = 0;
+    for (int i = 0; i < c->nblocks; i++) {
+        int co = c->block_out[i], cm = co > prev ? co : prev;
+        int64_t s = (int64_t)B * cm * H * (W + 1);
+        if (s > *sz) *sz = s;
+        if (i < c->nblocks - 1) {
+            int64_t p = (int64_t)B * co * (H + 1) * (W + 1), z = (int64_t)B * co * (H > W + 1 ? H : W + 1);
+            if (p > *szp) *szp = p;
+            if (z > *szz) *szz = z;
+            H /= 2; W /= 2;
+        }
+        prev = co;
+    }
+    int64_t s = (int64_t)B * 2 * c->latent_channels * H * W;
+    if (s > *sz) *sz = s;
+}
+
+// model/vae.c's cd_vae_encode walk: img [B,in,H,W] -> q [B, 2*latent, H/f, W/f] (quant_conv out).
+static void encode(cd_vae_cuda *v, float *q, const float *img, int B, int H, int W) {
+    const cd_vae_config *c = &v->cfg;
+    nn_dev *g = &v->d;
+    nn_dmark m0 = nn_dmark_get(g);
+    int64_t sz, szp, szz;
+    enc_sizes(c, B, H, W, &sz, &szp, &szz);
+    float *x = nn_da(g, sz), *y = nn_da(g, sz), *pb = nn_da(g, szp), *z = nn_da(g, szz);
+    if (!z || cd_cuda_memset(z, 0, szz * sizeof(float), g->st)) { g->err = 1; nn_drelease(g, m0); return; }
+    nn_dconv(g, &v->e_cin, x, img, B, H, W);
+    for (int i = 0; i < c->nblocks && !g->err; i++) {
+        for (int l = 0; l < c->layers_per_block; l++) {
+            nn_dresnet(g, &v->e_res[i][l], y, x, NULL, B, H, W);
+            float *s = x; x = y; y = s;
+        }
+        if (i < c->nblocks - 1) {   // F.pad(x, (0,1,0,1)) then conv k3 s2 p0
+            pad01(g, pb, y, x, z, B * c->block_out[i], H, W);
+            nn_dconv(g, &v->e_samp[i], x, pb, B, H + 1, W + 1);
+            H /= 2; W /= 2;
+        }
+    }
+    nn_dresnet(g, &v->e_mid[0], y, x, NULL, B, H, W);
+    vattn(v, &v->e_agn, &v->e_at, x, y, B, H, W);
+    nn_dresnet(g, &v->e_mid[1], y, x, NULL, B, H, W);
+    nn_dgn(g, &v->e_norm, x, y, B, H * W, 1);
+    nn_dconv(g, &v->e_cout, y, x, B, H, W);
+    nn_dconv(g, &v->quant, q, y, B, H, W);
+    nn_drelease(g, m0);
+}
+
+static int check_image(const cd_vae_cuda *v, int B, int H, int W) {
+    int f = 1 << (v->cfg.nblocks - 1);
+    if (!v->enc) return cd_err("vae cuda: the encoder is not loaded (no encoder.* / quant_conv tensors)");
+    if (B < 1 || H < f || W < f || H % f || W % f)
+        return cd_err("vae cuda: image %dx%d must be a positive multiple of %d", H, W, f);
+    return 0;
+}
+
+// The encoder into d_mean, d_logvar (device); the arena must be begun.
+static int encode_run(cd_vae_cuda *v, float *d_mean, float *d_logvar, const float *d_pixels, int B, int H, int W) {
+    nn_dev *g = &v->d;
+    int f = 1 << (v->cfg.nblocks - 1), L = v->cfg.latent_channels, hw = (H / f) * (W / f);
+    int64_t nl = (int64_t)B * L * hw;
+    int64_t ppi = (int64_t)v->cfg.in_channels * H * W, qpi = 2LL * L * hw;
+    float *q = nn_da(g, 2 * nl);
+    // one image at a time: the activations of a 512x512 image take ~0.7 GB, a batch would take B times that
+    for (int b = 0; b < B && q && !g->err; b++) encode(v, q + b * qpi, d_pixels + b * ppi, 1, H, W);
+    if (g->err) return -1;
+    cd_cuda_split_c(d_mean, d_logvar, q, B, L, L, hw, g->st);
+    // logvar clamped to [-30, 20] (DiagonalGaussianDistribution); no clamp twin: on the host
+    float *lv = cd_malloc(sizeof(float) * nl);
+    int rc = cd_cuda_memcpy_d2h(lv, d_logvar, sizeof(float) * nl, g->st);
+    for (int64_t i = 0; i < nl && !rc; i++) lv[i] = fminf(fmaxf(lv[i], -30.f), 20.f);
+    if (!rc) rc = cd_cuda_memcpy_h2d(d_logvar, lv, sizeof(float) * nl, g->st);
+    free(lv);
     return rc;
 }
 
+int cd_vae_cuda_encode_dev(cd_vae_cuda *v, float *d_mean, float *d_logvar, const float *d_pixels, int B, int H,
+                           int W) {
+    CD_TRY(check_image(v, B, H, W));
+    cd_cuda_status();
+    nn_dev_begin(&v->d);
+    int rc = encode_run(v, d_mean, d_logvar, d_pixels, B, H, W);
+    if (walk_status(&v->d, rc)) return cd_errctx("vae cuda: encode (batch %d, image %dx%d)", B, H, W);
+    return 0;
+}
+
+int cd_vae_cuda_encode(cd_vae_cuda *v, float *mean, float *logvar, const float *pixels, int B, int H, int W) {
+    nn_dev *g = &v->d;
+    CD_TRY(check_image(v, B, H, W));
+    int f = 1 << (v->cfg.nblocks - 1);
+    int64_t np = (int64_t)B * v->cfg.in_channels * H * W, nl = (int64_t)B * v->cfg.latent_channels * (H / f) * (W / f);
+    cd_cuda_status();
+    nn_dev_begin(g);
+    float *dp = nn_da(g, np), *dm = nn_da(g, nl), *dl = nn_da(g, nl);
+    int rc = dl ? cd_cuda_memcpy_h2d(dp, pixels, np * sizeof(float), g->st) : -1;
+    if (!rc) rc = encode_run(v, dm, dl, dp, B, H, W);
+    if (!rc) rc = cd_cuda_memcpy_d2h(mean, dm, nl * sizeof(float), g->st);
+    if (!rc) rc = cd_cuda_memcpy_d2h(logvar, dl, nl * sizeof(float), g->st);
+    if (walk_status(g, rc)) return cd_errctx("vae cuda: encode (batch %d, image %dx%d)", B, H, W);
+    return 0;
+}
+
+int cd_vae_cuda_set_bf16(cd_vae_cuda *v, int on) { return nn_dev_set_bf16(&v->d, on); }
+int cd_vae_cuda_has_encoder(const cd_vae_cuda *v) { return v->enc; }
+int64_t cd_vae_cuda_arena_bytes(const cd_vae_cuda *v) { return nn_dev_arena_bytes(&v->d); }
+
 #else  // built without CUDA
+#define NOCUDA cd_err("vae cuda: customdiff was built without CUDA (CUDA=0)")
 struct cd_vae_cuda { int unused; };
 int cd_vae_cuda_new(cd_vae_cuda **out, const cd_vae_config *cfg, cd_weights *ws, void *stream) {
     *out = NULL;
-    return cd_err("vae cuda: customdiff was built without CUDA (CUDA=0)");
+    return NOCUDA;
 }
 void cd_vae_cuda_free(cd_vae_cuda *v) { (void)v; }
-int cd_vae_cuda_decode(cd_vae_cuda *v, float *img, const float *z, int B, int h, int w) {
-    return cd_err("vae cuda: customdiff was built without CUDA (CUDA=0)");
+int cd_vae_cuda_decode(cd_vae_cuda *v, float *img, const float *z, int B, int h, int w) { return NOCUDA; }
+int cd_vae_cuda_decode_dev(cd_vae_cuda *v, float *d_img, const float *d_z, int B, int h, int w) { return NOCUDA; }
+int cd_vae_cuda_encode_dev(cd_vae_cuda *v, float *d_mean, float *d_logvar, const float *d_pixels, int B, int H,
+                           int W) {
+    return NOCUDA;
 }
+int cd_vae_cuda_encode(cd_vae_cuda *v, float *mean, float *logvar, const float *pixels, int B, int H, int W) {
+    return NOCUDA;
+}
+int cd_vae_cuda_set_bf16(cd_vae_cuda *v, int on) { return NOCUDA; }
+int cd_vae_cuda_has_encoder(const cd_vae_cuda *v) { return 0; }
+int64_t cd_vae_cuda_arena_bytes(const cd_vae_cuda *v) { return 0; }
 #endif

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs every test binary (build/tests/test_*) and script (tests/test_*.sh), counts the
+# Runs every test binary (build/tests/test_*; in cpu mode also the GPU-side tests built on
+# the host emulation of the CUDA ops, build/emu/tests/test_*) and script (tests/test_*.sh), counts the
 # PASS and FAIL lines, and ends with "N passed, N failed". A binary that exits non-zero
 # without printing a FAIL line (a crash) counts as one failure.
 # Usage: tests/run.sh [cuda]   (cuda: only the *_cuda tests, on a GPU machine)
@@ -40,6 +41,17 @@ for t in "$BUILD"/tests/test_*; do
   case "$mode:$n" in cpu:*_cuda) continue;; cuda:*_cuda) ;; cuda:*) continue;; esac
   run_one "$n" "$t"
 done
+# The GPU-side model code on the host emulation of the CUDA ops (kernels/emu/, built by the
+# Makefile into $BUILD/emu): run with BUILD=$BUILD/emu, so a test that runs a stage binary
+# finds the emulation's ($BUILD/emu/bin/customdiff-{verify,train,sample}).
+if [ "$mode" = cpu ]; then
+  for t in "$BUILD"/emu/tests/test_*; do
+    [ -x "$t" ] || continue
+    n=$(basename "$t")
+    case "$n" in *.d|*.o) continue;; esac
+    run_one "emu/$n" env BUILD="$BUILD/emu" "$t"
+  done
+fi
 if [ "$mode" = cpu ]; then
   for s in tests/test_*.sh; do
     [ -f "$s" ] || continue

@@ -126,12 +126,29 @@ bad bad_missing_concept_folder "no such folder" --concepts "$T/concepts.json" --
 bad bad_modifier_in_vocab "already in the tokenizer's vocabulary" --instance-data "$T/inst" --instance-prompt "a ktn" --modifier-token "ktn" --initializer-token pll
 bad bad_initializer_piece "not a single piece of the vocabulary" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token "ktnzzqx"
 bad bad_initializer_count "initializer" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>+<new2>" --initializer-token ktn
+bad bad_device "expected cpu or cuda" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --device tpu
+bad bad_precision_cpu "the CPU trains in fp32" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --precision bf16
+bad bad_precision_fp16 "fp16: not supported" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --device cuda --precision fp16
 # an empty LMDB store: preprocess of an empty candidates list
 : > "$T/none.jsonl"
 "$BIN/customdiff-preprocess" --candidates "$T/none.jsonl" --resolution $RES --out "$T/empty_store" >/dev/null 2>&1
 if [ -f "$T/empty_store/data.mdb" ]; then
   bad bad_empty_store "no images" --instance-data "$T/empty_store" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn
 fi
+
+# ---- --device cuda through the host emulation of the CUDA twins (kernels/emu/): the device
+# trainer's walk, checkpoints and delta, on the CPU; the loss falls as on the CPU ------------
+EMU=$BUILD/emu/bin/customdiff-train
+if [ -x "$EMU" ]; then
+  if "$EMU" $COMMON --instance-data "$T/inst" --class-data "$T/cls" --instance-prompt "photo of a <new1> cat" \
+       --class-prompt "cat" --max-train-steps 12 --learning-rate 2e-2 --train-batch-size 2 --noaug \
+       --checkpointing-steps 6 --device cuda --precision fp32 --out "$T/emu" >"$T/emu.log" 2>&1 &&
+     [ -s "$T/emu/delta.safetensors" ] && grep -q "peak device memory" "$T/emu.log"; then
+    r=$(awk '{l[NR]=$4} END {a=0;b=0;for(i=1;i<=3;i++){a+=l[i];b+=l[NR-3+i]}; printf "%.4f %.4f %d", a/3, b/3, (b < a)}' "$T/emu/train.log")
+    set -- $r
+    if [ "$3" = 1 ]; then pass "emu_train_cuda ($1 -> $2)"; else fail emu_train_cuda "loss did not fall: $1 -> $2"; fi
+  else fail emu_train_cuda "$(tail -2 "$T/emu.log" | tr '\n' ' ')"; fi
+else echo "SKIP emu_train_cuda: $EMU not built"; fi
 
 # ---- export: the diffusers folder samples like base + delta; the Custom Diffusion layout too ---
 if [ -f "$T/run/delta.safetensors" ]; then

@@ -31,6 +31,33 @@ for set in "$G"/*/; do
 done
 [ "$nsets" -gt 0 ] || echo "FAIL verify_golden: no case files in $G/*"
 
+# --device cuda through the host emulation of the CUDA twins (kernels/emu/): every golden set
+# through the GPU-side code (device layers, arenas, trainer), fp32 with the golden tolerances;
+# tiny-sd also in bf16 (emulated rounding) with verify's bf16 tolerances. On a GPU the same runs
+# come from make test-cuda's build (bench/gpu-check.sh).
+VE=$BUILD/emu/bin/customdiff-verify
+if [ -x "$VE" ]; then
+  for set in "$G"/*/; do
+    set=${set%/}; name=$(basename "$set")
+    if [ -d "$set/cases" ]; then cases=$set/cases; else cases=$set; fi
+    ls "$cases"/*.safetensors > /dev/null 2>&1 || continue
+    precs=fp32; [ "$name" = tiny-sd ] && precs="fp32 bf16"
+    for prec in $precs; do
+      set --
+      [ -d "$set/model" ] && set -- "$@" --model "$set/model"
+      [ -d "$set/clip" ] && set -- "$@" --clip "$set/clip"
+      if "$VE" --device cuda --precision $prec "$@" "$cases" > "$tmp/emu-$name-$prec.log" 2>&1 &&
+         grep -q "host emulation" "$tmp/emu-$name-$prec.log"; then
+        echo "PASS verify_emu_cuda_${name}_$prec ($(tail -1 "$tmp/emu-$name-$prec.log"))"
+      else
+        echo "FAIL verify_emu_cuda_${name}_$prec: $(grep -E 'FAIL|error' "$tmp/emu-$name-$prec.log" | head -3 | tr '\n' ' ')"
+      fi
+    done
+  done
+else
+  echo "SKIP verify_emu_cuda: $VE not built"
+fi
+
 # Negative checks on tiny-sd: one changed token id; a perturbed reference tensor.
 set=$G/tiny-sd
 if [ -d "$set/cases" ]; then

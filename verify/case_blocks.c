@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "verify/verify.h"
+#include "verify/device.h"
 #include "model/blocks.h"
 #include "core/safetensors.h"
 #include "core/json.h"
@@ -38,7 +39,7 @@ static int run_transformer(cd_verify_ctx *v, const cd_st_file *f, cd_weights *ws
     float *o = cd_malloc(no * sizeof(float)), *dx = cd_malloc(n1 * sizeof(float)), *dc = cd_malloc(n2 * sizeof(float));
     float *dk = cd_calloc(n3, sizeof(float)), *dv = cd_calloc(n4, sizeof(float));
     char *prefix = cd_fmt("%s.", blk);
-    rc = cd_block_transformer_run(ws, prefix, &s, x, ctx, tx->shape[0], tx->shape[2], tx->shape[3], tc->shape[1],
+    rc = vd_block_transformer(v, ws, prefix, &s, x, ctx, tx->shape[0], tx->shape[2], tx->shape[3], tc->shape[1],
                                   o, gout, dx, dc, dk, dv);
     free(prefix);
     if (!rc) {
@@ -66,7 +67,7 @@ static int run_resnet(cd_verify_ctx *v, const cd_st_file *f, cd_weights *ws, con
     if (!x || !temb || !out || !tx) { cd_err("%s: case tensors missing", blk); goto done; }
     float *o = cd_malloc(no * sizeof(float));
     char *prefix = cd_fmt("%s.", blk);
-    rc = cd_block_resnet_run(ws, prefix, cd_json_int(b, "in_channels", 320), cd_json_int(b, "out_channels", 320),
+    rc = vd_block_resnet(v, ws, prefix, cd_json_int(b, "in_channels", 320), cd_json_int(b, "out_channels", 320),
                              cd_json_int(b, "temb_channels", 1280), cd_json_int(b, "groups", 32),
                              (float)cd_json_num(b, "eps", 1e-5), x, temb, tx->shape[0], tx->shape[2], tx->shape[3], o);
     free(prefix);

@@ -7,6 +7,7 @@
 #include "core/fileio.h"
 #include "model/pipeline.h"
 #include "verify/verify.h"
+#include "verify/device.h"
 
 // Load an id tensor (stored as F32 or an integer type) [B, L].
 static int load_ids(const cd_st_file *f, const char *name, int32_t **ids, int *B, int *L) {
@@ -37,7 +38,7 @@ static int run_pipeline_text(cd_verify_ctx *v, const cd_st_file *f) {
     CD_TRY(load_ids(f, "input_ids", &ids, &B, &L));
     int C = te->text.cfg.hidden;
     float *hid = cd_malloc(sizeof(float) * (size_t)B * L * C), *pooled = cd_malloc(sizeof(float) * (size_t)B * C);
-    int rc = cd_clip_text_forward(&te->text, ids, B, L, hid, pooled);
+    int rc = vd_text_forward(v, &te->text, ids, B, L, hid, pooled);
     if (!rc) {
         cmp(v, f, "last_hidden_state", hid, (int64_t)B * L * C);
         cmp(v, f, "pooled", pooled, (int64_t)B * C);
@@ -59,7 +60,7 @@ static int run_single_file_text(cd_verify_ctx *v, const cd_st_file *f) {
     if (rc) { cd_pipeline_free(&p); return -1; }
     int C = p.text.cfg.hidden;
     float *hid = cd_malloc(sizeof(float) * (size_t)B * L * C), *pooled = cd_malloc(sizeof(float) * (size_t)B * C);
-    rc = cd_clip_text_forward(&p.text, ids, B, L, hid, pooled);
+    rc = vd_text_forward(v, &p.text, ids, B, L, hid, pooled);
     if (!rc) {
         float *ref; int64_t rn;
         const char *names[2] = {"last_hidden_state", "pooled"};
@@ -85,8 +86,8 @@ static int run_clip_text(cd_verify_ctx *v, const cd_st_file *f) {
     CD_TRY(load_ids(f, "clip_input_ids", &ids, &B, &L));
     int P = m->text.cfg.projection_dim;
     float *e = cd_malloc(sizeof(float) * (size_t)B * P), *en = cd_malloc(sizeof(float) * (size_t)B * P);
-    int rc = cd_clip_text_embed(&m->text, ids, B, L, e, 0);
-    if (!rc) rc = cd_clip_text_embed(&m->text, ids, B, L, en, 1);
+    int rc = vd_text_embed(v, &m->text, ids, B, L, e, 0);
+    if (!rc) rc = vd_text_embed(v, &m->text, ids, B, L, en, 1);
     if (!rc) {
         cmp(v, f, "clip_text_embeds", e, (int64_t)B * P);
         cmp(v, f, "clip_text_embeds_normalized", en, (int64_t)B * P);

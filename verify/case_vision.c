@@ -11,6 +11,7 @@
 #include "core/image.h"
 #include "core/safetensors.h"
 #include "verify/verify.h"
+#include "verify/device.h"
 
 static void cmp(cd_verify_ctx *v, const cd_st_file *f, const char *name, const float *got, int64_t n) {
     float *ref; int64_t rn;
@@ -37,7 +38,7 @@ static int run_png(cd_verify_ctx *v, const cd_clip *m, const cd_st_file *f, cons
     int rc = cd_clip_preprocess(&m->prep, &im, pix);
     if (!rc) {
         cd_verify_check(v, "vision", "vision_input.png->pixel_values[0]", pix, pix_ref, 3 * S * S, 0.03);
-        rc = cd_clip_vision_forward(&m->vision, pix, 1, NULL, e, 0);
+        rc = vd_vision_forward(v, &m->vision, pix, 1, NULL, e, 0);
     }
     if (!rc) rc = cd_st_load_f32(f, "image_embeds", &ref, &rn);
     if (!rc) cd_verify_result(v, "vision", "vision_input.png->image_embeds[0]", "1-cosine", 1 - cosine(e, ref, P), 1e-3);
@@ -62,8 +63,8 @@ static int run(cd_verify_ctx *v, const char *path) {
     float *pix = cd_malloc(sizeof(float) * pt->numel);
     cd_st_to_f32(pt, pix);
     float *e = cd_malloc(sizeof(float) * (size_t)B * P), *en = cd_malloc(sizeof(float) * (size_t)B * P);
-    rc = cd_clip_vision_forward(&m->vision, pix, B, NULL, e, 0);
-    if (!rc) rc = cd_clip_vision_forward(&m->vision, pix, B, NULL, en, 1);
+    rc = vd_vision_forward(v, &m->vision, pix, B, NULL, e, 0);
+    if (!rc) rc = vd_vision_forward(v, &m->vision, pix, B, NULL, en, 1);
     if (!rc) {
         cmp(v, &f, "image_embeds", e, (int64_t)B * P);
         cmp(v, &f, "image_embeds_normalized", en, (int64_t)B * P);

@@ -8,6 +8,8 @@
 #include "model/unet_cuda.h"
 #include "model/vae_cuda.h"
 #include "model/sampler_cuda.h"
+#include "model/clip_cuda.h"
+#include "model/blocks_cuda.h"
 #ifdef CD_CUDA
 #include "kernels/kernels_cuda.h"
 #endif
@@ -37,10 +39,16 @@ int cd_verify_device_init(cd_verify_ctx *v, const char *device, const char *prec
 }
 
 // Golden tolerances hold for fp32 math. TF32 rounds GEMM/convolution inputs to 10 mantissa
-// bits (~5e-4 relative each) and bf16 to 7 bits (~4e-3); the errors of whole networks stay
-// within a few times that, so the tolerances are raised to these floors.
+// bits (~5e-4 relative each) and bf16 to 8 (~4e-3); the errors of whole networks stay within
+// a few times that, so the tolerances are raised to floors: 3e-3 (tf32) / 3e-2 (bf16) for
+// layers and network outputs, and 5x that, 1.5e-2 / 1.5e-1, for gradients, multi-step
+// trajectories and the end-to-end pipeline (golden tolerance >= 1e-3). The gradient floor is
+// set by attention's backward: delta = rowsum(dO * O) with O in bf16 (as flash attention keeps
+// it) is subtracted from near-equal dP values, and the K gradients of the tiny models move by
+// up to 1.1e-1 (tiny-sd2, measured through the emulation) while fp32 gives 6e-6.
 double cd_verify_tol(const cd_verify_ctx *v, double tol) {
     double floor = v->prec == CD_PREC_BF16 ? 3e-2 : v->prec == CD_PREC_TF32 ? 3e-3 : 0;
+    if (tol >= CD_TOL_GRAD) floor *= 5;
     return tol > floor ? tol : floor;
 }
 
@@ -55,12 +63,9 @@ int vd_unet_forward(cd_verify_ctx *v, cd_unet *u, float *out, const float *x, co
     return rc;
 }
 
-#define VD_TEMP_NO_VAE_ENC 1   // TEMP: until model/vae_cuda.h has the encoder (helper at work)
 static int vae_dev(cd_verify_ctx *v, cd_pipeline *p, cd_vae_cuda **g) {
     CD_TRY(cd_vae_cuda_new(g, &p->vae_cfg, &p->vae_w, NULL));
-#if !VD_TEMP_NO_VAE_ENC
     if (cd_vae_cuda_set_bf16(*g, v->prec == CD_PREC_BF16)) { cd_vae_cuda_free(*g); return -1; }
-#endif
     return 0;
 }
 
@@ -69,11 +74,7 @@ int vd_vae_encode(cd_verify_ctx *v, cd_pipeline *p, float *mean, float *logvar, 
     if (!v->gpu) return cd_vae_encode(p->vae, mean, logvar, img, B, H, W);
     cd_vae_cuda *g;
     CD_TRY(vae_dev(v, p, &g));
-#if VD_TEMP_NO_VAE_ENC
-    int rc = cd_err("TEMP");
-#else
     int rc = cd_vae_cuda_encode(g, mean, logvar, img, B, H, W);
-#endif
     cd_vae_cuda_free(g);
     return rc;
 }
@@ -99,4 +100,67 @@ int vd_sample(cd_verify_ctx *v, cd_sampler *s, cd_scheduler *sch, const float *c
     if (!rc) rc = cd_sampler_decode_cuda(s, g.vae, lat, h, w, img, im);
     cd_sampler_cuda_free(&g);
     return rc;
+}
+
+int vd_text_forward(cd_verify_ctx *v, cd_clip_text *t, const int32_t *ids, int B, int L,
+                    float *hidden, float *pooled) {
+    if (!v->gpu) return cd_clip_text_forward(t, ids, B, L, hidden, pooled);
+#ifdef CD_CUDA
+    int64_t n = (int64_t)B * L * t->cfg.hidden;
+    cd_clip_text_cuda *g;
+    CD_TRY(cd_clip_text_cuda_new(&g, t, NULL));
+    float *d = cd_cuda_malloc(sizeof(float) * n);
+    int rc = d ? cd_clip_text_cuda_set_bf16(g, v->prec == CD_PREC_BF16) : cd_err("out of device memory");
+    if (!rc) rc = cd_clip_text_cuda_forward(g, d, ids, B, L, 0);
+    if (!rc) rc = cd_cuda_memcpy_d2h(hidden, d, sizeof(float) * n, NULL);
+    if (!rc) rc = cd_cuda_sync(NULL);
+    if (!rc && cd_cuda_status()) rc = cd_errctx("text encoder on the GPU");
+    if (!rc && pooled) cd_clip_text_pool(t, ids, B, L, hidden, pooled);
+    cd_cuda_free(d);
+    cd_clip_text_cuda_free(g);
+    return rc;
+#else
+    return cd_err("built without CUDA");
+#endif
+}
+
+int vd_text_embed(cd_verify_ctx *v, cd_clip_text *t, const int32_t *ids, int B, int L, float *emb,
+                  int normalize) {
+    if (!v->gpu) return cd_clip_text_embed(t, ids, B, L, emb, normalize);
+    int C = t->cfg.hidden;
+    float *hid = cd_malloc(sizeof(float) * (size_t)B * L * C), *pooled = cd_malloc(sizeof(float) * (size_t)B * C);
+    int rc = vd_text_forward(v, t, ids, B, L, hid, pooled);
+    if (!rc) rc = cd_clip_text_project(t, pooled, B, emb, normalize);
+    free(hid);
+    free(pooled);
+    return rc;
+}
+
+int vd_vision_forward(cd_verify_ctx *v, const cd_clip_vision *m, const float *pixels, int B,
+                      float *pooled, float *emb, int normalize) {
+    if (!v->gpu) return cd_clip_vision_forward(m, pixels, B, pooled, emb, normalize);
+    cd_clip_vision_cuda *g;
+    CD_TRY(cd_clip_vision_cuda_new(&g, m, NULL));
+    int rc = cd_clip_vision_cuda_set_bf16(g, v->prec == CD_PREC_BF16);
+    if (!rc) rc = cd_clip_vision_cuda_forward(g, pooled, emb, normalize, pixels, B);
+    cd_clip_vision_cuda_free(g);
+    return rc;
+}
+
+int vd_block_transformer(cd_verify_ctx *v, cd_weights *ws, const char *prefix,
+                         const cd_tblock_spec *s, const float *x, const float *ctx, int B, int H,
+                         int W, int M, float *out, const float *grad_out, float *grad_x,
+                         float *grad_ctx, float *gk, float *gv) {
+    if (!v->gpu)
+        return cd_block_transformer_run(ws, prefix, s, x, ctx, B, H, W, M, out, grad_out, grad_x, grad_ctx, gk, gv);
+    return cd_block_transformer_run_cuda(ws, prefix, s, x, ctx, B, H, W, M, out, grad_out, grad_x, grad_ctx,
+                                         gk, gv, v->prec == CD_PREC_BF16);
+}
+
+int vd_block_resnet(cd_verify_ctx *v, cd_weights *ws, const char *prefix, int cin, int cout,
+                    int temb_dim, int groups, float eps, const float *x, const float *temb, int B,
+                    int H, int W, float *out) {
+    if (!v->gpu) return cd_block_resnet_run(ws, prefix, cin, cout, temb_dim, groups, eps, x, temb, B, H, W, out);
+    return cd_block_resnet_run_cuda(ws, prefix, cin, cout, temb_dim, groups, eps, x, temb, B, H, W, out,
+                                    v->prec == CD_PREC_BF16);
 }

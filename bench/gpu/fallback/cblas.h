@@ -6,4 +6,6 @@ enum CBLAS_ORDER { CblasRowMajor = 101, CblasColMajor = 102 };
 enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112, CblasConjTrans = 113 };
 void cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// OpenBLAS's thread control (kernels/gemm_cpu.c pins it to 1): a no-op here.
+void openblas_set_num_threads(int n);
 #endif

@@ -1,0 +1,102 @@
+// Internal header of the host emulation of kernels/kernels_cuda.h (kernels/emu/*.c).
+//
+// What it is: every cd_cuda_* symbol implemented on the CPU. "Device" memory is host memory
+// (cd_cuda_malloc fills it with 0xFF bytes, i.e. NaN, so reading memory nobody wrote shows up
+// as NaN as uninitialised GPU memory would); each op checks that its pointers lie inside
+// emulated device memory, mirrors the .cu op's preconditions (records the same refusal with
+// cd_err and the sticky flag of cd_cuda_status()), and runs the CPU reference of
+// kernels/kernels.h. bf16 storage is converted exactly, the math runs in fp32 and outputs are
+// rounded to bf16 (round to nearest even) where the .cu op rounds them; TF32 mode rounds GEMM
+// and convolution inputs to TF32 (10-bit mantissa) first.
+//
+// What it is not: a GPU test. It checks the GPU-side walk of model/*_cuda.c (arena planning,
+// weight maps, dispatch, precision plumbing, error paths) in `make test` on a machine without a
+// GPU. The kernels themselves are held against the CPU by tests/test_kernels_cuda.c on a GPU.
+// Built only into $(BUILD)/emu (see the Makefile); never part of the real library.
+#ifndef CD_KERNELS_EMU_H
+#define CD_KERNELS_EMU_H
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "kernels/kernels.h"
+#include "kernels/kernels_cuda.h"
+#include "core/err.h"
+
+// Records a failure as kernels/cuda_runtime.cu's cd_cuda_fail does (stderr, cd_err, sticky
+// flag). Always returns -1.
+int emu_fail(const char *file, int line, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+// A precondition of an op, as cd_cuda_require in kernels/cuda_common.h: 0, or -1 recorded.
+#define EMU_REQUIRE(c, msg) ((c) ? 0 : emu_fail(__FILE__, __LINE__, #c, "%s", (msg)))
+
+// 0 when [p, p + bytes) lies inside one emulated device allocation (p may be NULL only when
+// bytes == 0); else records "<op>: <arg> ... is not device memory" and returns -1.
+int emu_dev_check(const void *p, size_t bytes, const char *op, const char *arg);
+// 1 when p points into emulated device memory.
+int emu_is_dev(const void *p);
+#define EMU_DEV(op, p, bytes) emu_dev_check((p), (size_t)(bytes), (op), #p)
+// The same for an optional pointer (NULL passes).
+#define EMU_OPT(op, p, bytes) ((p) ? emu_dev_check((p), (size_t)(bytes), (op), #p) : 0)
+
+// The stream's scratch as the .cu op asks for it (same size), poisoned with NaN bytes:
+// whatever a caller kept there is gone, as on the GPU. NULL on failure (recorded).
+void *emu_scratch_use(void *stream, size_t bytes);
+// cuDNN's shape checks (CUDNN_STATUS_BAD_PARAM): 0 or -1 recorded.
+int emu_conv_args_ok(const char *op, int n, int cin, int h, int w, int cout, int k, int s, int p);
+// GroupNorm forward's precondition, scratch and optional-pointer checks (fp32 and bf16).
+int emu_gn_fwd_prep(const char *op, float *mean, float *rstd, const float *g, const float *b, int n, int c, int hw,
+                    int groups, void *stream);
+// Pointer checks of an attention forward: out, q [B,Nq,H*D]; k, v [B,Nk,H*D] (element sizes
+// oes, ies bytes); lse [B,H,Nq] fp32, optional. out may be q (each query tile is read before
+// its rows are written) but must not overlap k or v (read by every query tile).
+int emu_attn_fwd_ptrs(const char *op, const void *out, size_t oes, const float *lse, const void *q, const void *k,
+                      const void *v, size_t ies, int B, int H, int Nq, int Nk, int D);
+#define F4(n) ((size_t)(n) * sizeof(float))
+#define B2(n) ((size_t)(n) * sizeof(uint16_t))
+
+// -1 (recorded: "output and input overlap") when [a, a+an) and [b, b+bn) overlap: for ops
+// whose GPU kernel reads other elements than the one it writes (GEMMs, convolutions,
+// transposes, attention), where an overlap races or reads clobbered data on the GPU.
+int emu_no_overlap(const char *op, const void *a, size_t an, const void *b, size_t bn);
+
+// Host scratch for widened copies inside one op (plain malloc, aborts on OOM; free with free()).
+float *emu_tmp(int64_t n);
+
+// ---- bf16 and tf32 rounding, bit-exact with the device conversions ------------------------
+// __float2bfloat16 (round to nearest even; NaN -> the canonical 0x7fff).
+static inline uint16_t emu_f2bf(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static inline float emu_bf2f(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline float emu_bfround(float x) { return emu_bf2f(emu_f2bf(x)); }
+// fp32 -> TF32 (1 + 8 + 10 bits), round to nearest even; NaN and Inf pass.
+static inline float emu_tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) {
+        u += 0xfffu + ((u >> 13) & 1u);
+        u &= 0xffffe000u;
+    }
+    memcpy(&x, &u, 4);
+    return x;
+}
+// Widened copy of n bf16 values (malloc'd).
+float *emu_widen(const uint16_t *x, int64_t n);
+// y[i] = bf16(x[i])
+void emu_narrow(uint16_t *y, const float *x, int64_t n);
+// A copy of n floats rounded to TF32 when TF32 mode is on; else x itself (do not free then).
+const float *emu_tf32_copy(const float *x, int64_t n, float **owned);
+// Elements a row-major matrix of `rows` rows of `cols` values with row stride ld spans.
+static inline int64_t emu_span(int rows, int cols, int ld) {
+    return rows <= 0 || cols <= 0 ? 0 : (int64_t)(rows - 1) * ld + cols;
+}
+#endif

@@ -1,0 +1,212 @@
+// The device trainer (model/trainer_cuda.h) on the golden training steps and against itself:
+// - the golden train case (three AdamW steps, every gradient and trained tensor) replayed on
+//   the device through customdiff-verify's train case, fp32 (golden tolerances) and bf16
+//   (verify's bf16 floor), for tiny-sd (epsilon) and tiny-sd2 (v_prediction);
+// - a resume through the host (to_host, a new handle, from_host) continues exactly as an
+//   uninterrupted run; gradient checkpointing gives the gradients of a plain run.
+// On a GPU (make test-cuda) and through the host emulation of the twins (make test).
+#include "tests/testlib.h"
+#include "verify/case_train.c"
+#include "verify/device.c"
+#include "kernels/kernels_cuda.h"
+#include <math.h>
+#include <string.h>
+
+// The verify reporting functions (verify/main.c), counting into the context.
+double cd_verify_relerr(const float *a, const float *b, int64_t n) { return tl_relerr(a, b, n); }
+int cd_verify_result(cd_verify_ctx *v, const char *name, const char *tensor, const char *measure,
+                     double err, double tol) {
+    if (tol > 0) tol = cd_verify_tol(v, tol);
+    int ok = err <= tol;
+    if (ok) v->npass++;
+    else {
+        v->nfail++;
+        tl_fail(__FILE__, __LINE__, "%s %s: %s %.3e > %.0e", name, tensor, measure, err, tol);
+    }
+    return ok;
+}
+int cd_verify_check(cd_verify_ctx *v, const char *name, const char *tensor, const float *got,
+                    const float *ref, int64_t n, double tol) {
+    return cd_verify_result(v, name, tensor, "max_rel_err", tl_relerr(got, ref, n), tol);
+}
+void cd_verify_fail(cd_verify_ctx *v, const char *name, const char *what, const char *why) {
+    v->nfail++;
+    tl_fail(__FILE__, __LINE__, "%s %s: %s", name, what, why);
+}
+
+static int have_gpu(void) {
+#ifdef CD_CUDA
+    char why[256];
+    if (cd_cuda_available(why, sizeof why)) return 1;
+    tl_skip(why);
+#else
+    tl_skip("built without CUDA");
+#endif
+    return 0;
+}
+
+static void golden_set(const char *set, const char *prec) {
+    if (!tl_golden() || !have_gpu()) return;
+    char *dir = tl_golden_path(set), *m = cd_fmt("%s/model", dir), *c = cd_fmt("%s/cases/train.safetensors", dir);
+    cd_verify_ctx v = {.model = m};
+    cd_errclear();
+    if (cd_verify_device_init(&v, "cuda", prec)) tl_fail(__FILE__, __LINE__, "device init: %s", cd_errmsg());
+    else if (cd_verify_case_train.run(&v, c)) tl_fail(__FILE__, __LINE__, "train case %s on the device: %s", set, cd_errmsg());
+    else if (v.nfail == 0 && v.npass < 3 * 6)
+        tl_fail(__FILE__, __LINE__, "train case %s: only %d comparisons ran", set, v.npass);
+    free(dir); free(m); free(c);
+}
+
+TEST(golden_train_tiny_sd_fp32) { golden_set("tiny-sd", "fp32"); }
+TEST(golden_train_tiny_sd2_vpred_fp32) { golden_set("tiny-sd2", "fp32"); }
+TEST(golden_train_tiny_sd_bf16) { golden_set("tiny-sd", "bf16"); }
+
+// ---- a synthetic batch on the golden tiny-sd model -------------------------------------
+typedef struct {
+    cd_pipeline p;
+    cd_trainer tr;
+    int32_t ids[2 * CD_CLIP_MAX_LEN];
+    float *px, *vn, *noise, *mask;
+    int t[2];
+    cd_train_batch b;
+} fixture;
+
+static int fixture_open(fixture *f, int ckpt) {
+    memset(f, 0, sizeof *f);
+    char *model = tl_golden_path("tiny-sd/model");
+    int rc = cd_pipeline_load(&f->p, model, NULL, NULL, CD_LOAD_UNET | CD_LOAD_VAE_ENCODER | CD_LOAD_TEXT | CD_LOAD_TOKENIZER);
+    free(model);
+    cd_trainer_opts o;
+    cd_trainer_opts_default(&o);
+    o.gradient_checkpointing = ckpt;
+    if (!rc) rc = cd_trainer_init(&f->tr, &f->p, "<new1>", "ktn", &o);
+    if (rc) return rc;
+    CD_TRY(cd_tokenizer_encode(f->p.tok, "photo of a <new1> cat", CD_CLIP_MAX_LEN, f->ids, NULL));
+    CD_TRY(cd_tokenizer_encode(f->p.tok, "a cat", CD_CLIP_MAX_LEN, f->ids + CD_CLIP_MAX_LEN, NULL));
+    int H = 64, f8 = 1 << (f->p.vae_cfg.nblocks - 1), h = H / f8, lc = cd_unet_cfg(f->p.unet)->in_channels;
+    int64_t nl = 2LL * lc * h * h;
+    f->px = cd_malloc(sizeof(float) * 2 * 3 * H * H);
+    f->vn = cd_malloc(sizeof(float) * nl);
+    f->noise = cd_malloc(sizeof(float) * nl);
+    f->mask = cd_malloc(sizeof(float) * h * h);
+    tl_rand(f->px, 2 * 3 * H * H, 11);
+    tl_rand(f->vn, nl, 12);
+    tl_rand(f->noise, nl, 13);
+    for (int i = 0; i < h * h; i++) f->mask[i] = (i % h) > 0 && (i / h) > 0;   // a border of zeros
+    f->t[0] = 17;
+    f->t[1] = 640;
+    f->b = (cd_train_batch){.B = 2, .n_inst = 1, .with_prior = 1, .H = H, .W = H, .ids = f->ids, .pixels = f->px,
+                            .vae_noise = f->vn, .noise = f->noise, .timesteps = f->t, .mask = f->mask, .loss_scale = 1};
+    return 0;
+}
+
+static void fixture_close(fixture *f) {
+    if (f->tr.pipe) cd_trainer_free(&f->tr);
+    cd_pipeline_free(&f->p);
+    free(f->px); free(f->vn); free(f->noise); free(f->mask);
+}
+
+static int steps(cd_trainer_cuda *g, const cd_train_batch *b, int n, double *loss) {
+    for (int i = 0; i < n; i++) {
+        cd_train_losses ls;
+        double gn;
+        CD_TRY(cd_trainer_cuda_accumulate(g, b, &ls, NULL));
+        CD_TRY(cd_trainer_cuda_step(g, 1e-2f, &gn));
+        *loss = ls.loss;
+    }
+    return 0;
+}
+
+// All trained tensors of a and b: max relative difference.
+static double params_diff(const cd_trainer *a, const cd_trainer *b) {
+    double worst = 0;
+    for (int i = 0; i < a->nparams; i++) {
+        double e = tl_relerr(a->params[i].w, b->params[i].w, a->params[i].numel);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+// 3 steps straight == 2 steps, to the host, a new device handle from the host, 1 step.
+TEST(resume_through_host) {
+    if (!tl_golden() || !have_gpu()) return;
+    fixture a, b;
+    CHECK_OK(fixture_open(&a, 0));
+    CHECK_OK(fixture_open(&b, 0));
+    cd_trainer_cuda *ga = NULL, *gb = NULL;
+    double la, lb;
+    CHECK_OK(cd_trainer_cuda_new(&ga, &a.tr, CD_PREC_FP32));
+    CHECK_OK(steps(ga, &a.b, 3, &la));
+    CHECK_OK(cd_trainer_cuda_to_host(ga));
+    CHECK_OK(cd_trainer_cuda_new(&gb, &b.tr, CD_PREC_FP32));
+    CHECK_OK(steps(gb, &b.b, 2, &lb));
+    CHECK_OK(cd_trainer_cuda_to_host(gb));
+    cd_trainer_cuda_free(gb);
+    gb = NULL;
+    CHECK_OK(cd_trainer_cuda_new(&gb, &b.tr, CD_PREC_FP32));
+    CHECK_OK(steps(gb, &b.b, 1, &lb));
+    CHECK_OK(cd_trainer_cuda_to_host(gb));
+    double d = params_diff(&a.tr, &b.tr);
+    CHECKF(d <= 1e-6, "resumed run differs from the straight one by %.3e", d);
+    CHECKF(fabs(la - lb) <= 1e-6 * fabs(la) + 1e-9, "last loss %.9g vs %.9g", la, lb);
+    CHECK(a.tr.adam_step == 3 && b.tr.adam_step == 3);
+    cd_trainer_cuda_free(ga);
+    cd_trainer_cuda_free(gb);
+    fixture_close(&a);
+    fixture_close(&b);
+}
+
+// Device gradients with and without gradient checkpointing, and against the CPU trainer.
+TEST(checkpointing_and_cpu_agree) {
+    if (!tl_golden() || !have_gpu()) return;
+    fixture a, b, c;
+    CHECK_OK(fixture_open(&a, 0));
+    CHECK_OK(fixture_open(&b, 1));
+    CHECK_OK(fixture_open(&c, 0));
+    cd_trainer_cuda *ga = NULL, *gb = NULL;
+    cd_train_losses la, lb, lc;
+    CHECK_OK(cd_trainer_cuda_new(&ga, &a.tr, CD_PREC_FP32));
+    CHECK_OK(cd_trainer_cuda_new(&gb, &b.tr, CD_PREC_FP32));
+    CHECK_OK(cd_trainer_cuda_accumulate(ga, &a.b, &la, NULL));
+    CHECK_OK(cd_trainer_cuda_accumulate(gb, &b.b, &lb, NULL));
+    CHECK_OK(cd_trainer_accumulate(&c.tr, &c.b, &lc, NULL));
+    CHECK_OK(cd_trainer_cuda_grads_to_host(ga));
+    CHECK_OK(cd_trainer_cuda_grads_to_host(gb));
+    double worst_ck = 0, worst_cpu = 0;
+    for (int i = 0; i < a.tr.nparams; i++) {
+        double e1 = tl_relerr(b.tr.params[i].g, a.tr.params[i].g, a.tr.params[i].numel);
+        double e2 = tl_relerr(a.tr.params[i].g, c.tr.params[i].g, a.tr.params[i].numel);
+        if (!(e1 <= worst_ck)) worst_ck = e1;
+        if (!(e2 <= worst_cpu)) worst_cpu = e2;
+    }
+    CHECKF(worst_ck <= 1e-5, "checkpointing changes the gradients by %.3e", worst_ck);
+    CHECKF(worst_cpu <= 1e-4, "device gradients differ from the CPU's by %.3e", worst_cpu);
+    CHECKF(fabs(la.loss - lc.loss) <= 1e-5 * fabs(lc.loss), "loss %.9g on the device, %.9g on the CPU", la.loss, lc.loss);
+    CHECKF(fabs(la.loss - lb.loss) <= 1e-6 * fabs(la.loss), "loss %.9g vs %.9g with checkpointing", la.loss, lb.loss);
+    cd_trainer_cuda_stats s;
+    cd_trainer_cuda_get_stats(ga, &s);
+    CHECK(s.weights > 0 && s.activations > 0 && s.peak >= s.weights && s.step_flops > 0);
+    cd_trainer_cuda_free(ga);
+    cd_trainer_cuda_free(gb);
+    fixture_close(&a);
+    fixture_close(&b);
+    fixture_close(&c);
+}
+
+TEST(bad_precision) {
+    int p;
+    CHECK_ERR(cd_precision_parse("fp16", &p), "not supported");
+    CHECK_ERR(cd_precision_parse("int8", &p), "expected fp32, tf32 or bf16");
+    CHECK_OK(cd_precision_parse("bf16", &p));
+    CHECK(p == CD_PREC_BF16);
+}
+
+int main(void) {
+    RUN(golden_train_tiny_sd_fp32);
+    RUN(golden_train_tiny_sd2_vpred_fp32);
+    RUN(golden_train_tiny_sd_bf16);
+    RUN(resume_through_host);
+    RUN(checkpointing_and_cpu_agree);
+    RUN(bad_precision);
+    return tl_done();
+}
