@@ -43,6 +43,7 @@ int cd_trainer_cuda_from_host(cd_trainer_cuda *g) { return cd_err("built without
 int cd_trainer_cuda_grads_to_host(cd_trainer_cuda *g) { return cd_err("built without CUDA"); }
 void cd_trainer_cuda_get_stats(const cd_trainer_cuda *g, cd_trainer_cuda_stats *s) { memset(s, 0, sizeof *s); }
 cd_unet_cuda *cd_trainer_cuda_unet(cd_trainer_cuda *g) { return NULL; }
+int cd_trainer_cuda_precision(const cd_trainer_cuda *g) { return CD_PREC_FP32; }
 cd_vae_cuda *cd_trainer_cuda_vae(cd_trainer_cuda *g) { return NULL; }
 #else
 #include "kernels/kernels_cuda.h"
@@ -292,6 +293,7 @@ int cd_trainer_cuda_from_host(cd_trainer_cuda *g) {
 }
 
 cd_unet_cuda *cd_trainer_cuda_unet(cd_trainer_cuda *g) { return g->unet; }
+int cd_trainer_cuda_precision(const cd_trainer_cuda *g) { return g->prec; }
 cd_vae_cuda *cd_trainer_cuda_vae(cd_trainer_cuda *g) { return g->vae; }
 
 void cd_trainer_cuda_get_stats(const cd_trainer_cuda *g, cd_trainer_cuda_stats *s) {

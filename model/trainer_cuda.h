@@ -55,6 +55,7 @@ int cd_trainer_cuda_grads_to_host(cd_trainer_cuda *g);
 // The trainer's device UNet (inference forwards see the current trained weights: validation
 // samples) and VAE (NULL when the pipeline has none). Owned by the handle.
 cd_unet_cuda *cd_trainer_cuda_unet(cd_trainer_cuda *g);
+int cd_trainer_cuda_precision(const cd_trainer_cuda *g);   // CD_PREC_*
 cd_vae_cuda *cd_trainer_cuda_vae(cd_trainer_cuda *g);
 
 typedef struct {

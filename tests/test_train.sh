@@ -148,6 +148,7 @@ if [ -x "$EMU" ]; then
     set -- $r
     if [ "$3" = 1 ]; then pass "emu_train_cuda ($1 -> $2)"; else fail emu_train_cuda "loss did not fall: $1 -> $2"; fi
   else fail emu_train_cuda "$(tail -2 "$T/emu.log" | tr '\n' ' ')"; fi
+  [ -n "${KEEP_EMU_LOG:-}" ] && cp "$T/emu.log" "$KEEP_EMU_LOG"
 else echo "SKIP emu_train_cuda: $EMU not built"; fi
 
 # ---- export: the diffusers folder samples like base + delta; the Custom Diffusion layout too ---

@@ -117,6 +117,23 @@ static int setup_gpu(cd_run *r) {
     return 0;
 }
 
+// Before the first step: the planned device memory of one step at this shape (a host-only
+// planning pass of the UNet's training walk; the text encoder's few MB are not counted).
+static void report_plan(cd_run *r) {
+    if (!r->gpu) return;
+    int B = A.batch * (A.with_prior ? 2 : 1);
+    double flops = 0;
+    int64_t act = cd_unet_cuda_train_plan(r->pipe.unet, cd_trainer_cuda_precision(r->gpu) == CD_PREC_BF16,
+                                          B, r->h, r->h, CD_CLIP_MAX_LEN, &flops);
+    if (act < 0) { cd_errclear(); return; }
+    cd_trainer_cuda_stats s;
+    cd_trainer_cuda_get_stats(r->gpu, &s);
+    cd_info("cuda plan for %d images at %dx%d: weights %.2f GiB + gradients/AdamW %.2f GiB + activations "
+            "%.2f GiB = %.2f GiB; %.2f TFLOP per micro-batch", B, A.resolution, A.resolution,
+            s.weights / 1073741824.0, s.optimizer / 1073741824.0, act / 1073741824.0,
+            (s.weights + s.optimizer + act) / 1073741824.0, flops * 1e-12);
+}
+
 static void report_gpu(cd_run *r, const char *when) {
     if (!r->gpu) return;
     cd_trainer_cuda_stats s;
@@ -274,6 +291,7 @@ int main(int argc, char **argv) {
     cd_trainlog lg;
     if (cd_trainlog_open(&lg, A.out, r.step)) cd_die("train", 1);
     int64_t start = r.step;
+    report_plan(&r);
     if (train_loop(&r, &lg) || gpu_to_host(&r)) cd_die("train", 1);
     report_gpu(&r, "at the end");
     char *delta = cd_path_join(A.out, "delta.safetensors");
