@@ -1,7 +1,8 @@
 // The real UNet forward on the GPU (model/unet_cuda.c, the model's own walk, not a proxy) at
 // SD1.5's shape with random weights from SD1.5's config: batch 2 (one classifier-free-guidance
 // step), 4x64x64 latents (512x512 images), 77x768 context. Prints ms per forward and TFLOP/s in
-// fp32, TF32, bf16 (cd_unet_cuda_set_bf16) and bf16 replayed from a CUDA graph, then sampling it/s at 512 with CFG: per step the latents go up, the UNet runs
+// fp32, TF32, bf16 (cd_unet_cuda_set_bf16: bf16 weights and activations, model/nn16_cuda.c) and
+// bf16 replayed from a CUDA graph, then sampling it/s at 512 with CFG: per step the latents go up, the UNet runs
 // on the batch [uncond, cond], eps comes back, guidance and a DDIM-style update run on the CPU
 // (what model/sampler_cuda.c does per step). Built by make (CUDA=0: prints why it is skipped)
 // and by bench/gpu-check.sh's minimal build (no cJSON needed).
@@ -112,7 +113,7 @@ int main(int argc, char **argv) {
            HL == 64 ? "SD1.5" : "tiny", HL, HL, CTXD, HL * 8, steps);
     printf("|---|---|---|---|\n");
     int rc = 0;
-    const char *mode[4] = {"fp32", "tf32", "bf16 (fp32 activations, bf16 weights + tensor cores)", "bf16 + CUDA graph"};
+    const char *mode[4] = {"fp32", "tf32", "bf16 (bf16 activations: model/nn16_cuda.c)", "bf16 + CUDA graph"};
     for (int m = 0; m < 4; m++) {
         cd_cuda_set_tf32(m == 1);
         g_graph = m == 3;

@@ -7,6 +7,7 @@
 // (one row at a time across the warp, log2 domain), writes P in bf16, rescales its rows of
 // the fp32 O accumulator (shared memory) and adds P V with WMMA. Head dims are padded to
 // a multiple of 16 with zeros (40 -> 48). Never materializes more than a 64 x 64 tile.
+#include <pthread.h>
 #include "kernels/cuda_common.h"
 #include <mma.h>
 #include <math.h>
@@ -350,11 +351,39 @@ static void fbb_launch(float *dq, float *dk, float *dv, const bf16 *dout, const 
 __global__ void k_bf_to_f(float *y, const bf16 *x, int64_t n) { CD_GRID_LOOP(i, n) y[i] = __bfloat162float(x[i]); }
 
 // D = 160 (8x8 and 16x16 latents only): widen to fp32 and use the fp32 fused kernel.
+// The widened fp32 copies of the head-dim-160 backward: one buffer per stream, kept and grown
+// (cd_cuda_scratch cannot hold them: the fp32 backward they feed uses the stream's scratch).
+// Reuse needs no synchronisation (later work on the same stream is ordered after the last use);
+// growing waits for the stream before freeing the old buffer. Up to 8 streams (an error past that).
+static struct { void *stream; float *buf; size_t bytes; } g_widen[8];
+static pthread_mutex_t g_widen_mu = PTHREAD_MUTEX_INITIALIZER;
+static float *widen_buffer(void *stream, size_t bytes) {
+    pthread_mutex_lock(&g_widen_mu);
+    int slot = -1;
+    for (int i = 0; i < 8 && slot < 0; i++)
+        if (g_widen[i].buf && g_widen[i].stream == stream) slot = i;
+    for (int i = 0; i < 8 && slot < 0; i++)
+        if (!g_widen[i].buf) slot = i;
+    float *out = NULL;
+    if (slot >= 0) {
+        if (g_widen[slot].bytes < bytes) {
+            if (g_widen[slot].buf) { cudaStreamSynchronize(cd_stream(stream)); cd_cuda_free(g_widen[slot].buf); }
+            g_widen[slot].buf = (float *)cd_cuda_malloc(bytes);
+            g_widen[slot].bytes = g_widen[slot].buf ? bytes : 0;
+            g_widen[slot].stream = stream;
+        }
+        out = g_widen[slot].buf;
+    }
+    pthread_mutex_unlock(&g_widen_mu);
+    if (slot < 0) cd_cuda_require(0, "attention bf16 backward (head dim 160): more than 8 streams at once");
+    return out;   // NULL: out of memory (cd_cuda_malloc recorded it) or more than 8 streams
+}
+
 static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
                               const bf16 *v, const bf16 *out, const float *lse, int B, int H, int Nq, int Nk, int D,
                               float scale, int detach_k0, void *stream) {
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
-    float *buf = (float *)cd_cuda_malloc(sizeof(float) * (3 * nq + 2 * nk));
+    float *buf = widen_buffer(stream, sizeof(float) * (3 * nq + 2 * nk));
     if (!buf) return;
     float *fd = buf, *fq = fd + nq, *fo = fq + nq, *fk = fo + nq, *fv = fk + nk;
     cudaStream_t st = cd_stream(stream);
@@ -365,8 +394,6 @@ static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const bf16 *dout,
     k_bf_to_f<<<cd_ew_blocks(nk), 256, 0, st>>>(fv, v, nk);
     if (!cudaCheckLaunch())
         cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
-    cudaCheck(cudaStreamSynchronize(st));
-    cd_cuda_free(buf);
 }
 
 extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,

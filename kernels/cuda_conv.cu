@@ -122,15 +122,20 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
             cudnnCheck(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.wd, pl.yd, pl.cd, pl.xd, pl.bwd_data, &ws)))
             return NULL;
         if (ws > pl.data_ws) pl.data_ws = ws;
-        if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, mode)) ||
-            cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.xd, pl.yd, pl.cd, pl.wd,
-                                                                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &cnt, wr)))
-            return NULL;
-        PICK_ALGO(wr, cnt, exact, pl.bwd_filter, pl.filter_math, pl.filter_ws);
-        if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.filter_math)) ||
-            cudnnCheck(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.xd, pl.yd, pl.cd, pl.wd, pl.bwd_filter, &ws)))
-            return NULL;
-        if (ws > pl.filter_ws) pl.filter_ws = ws;
+        // bf16 plans serve only backward-data (frozen convolutions: no weight gradient), so the
+        // filter algorithm is searched for fp32/tf32 plans only: a shape cuDNN has no bf16
+        // filter algorithm for (conv_out's 4 channels) must not fail the data gradient.
+        if (!bf16) {
+            if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, mode)) ||
+                cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.xd, pl.yd, pl.cd, pl.wd,
+                                                                         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &cnt, wr)))
+                return NULL;
+            PICK_ALGO(wr, cnt, exact, pl.bwd_filter, pl.filter_math, pl.filter_ws);
+            if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.filter_math)) ||
+                cudnnCheck(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.xd, pl.yd, pl.cd, pl.wd, pl.bwd_filter, &ws)))
+                return NULL;
+            if (ws > pl.filter_ws) pl.filter_ws = ws;
+        }
         pl.has_bwd = 1;
     }
     pthread_mutex_lock(&g_plan_mu);

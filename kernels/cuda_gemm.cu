@@ -127,10 +127,12 @@ extern "C" double cd_cuda_gemm_rate_gflops(int n, int bf16, void *stream) {
     size_t es = bf16 ? 2 : 4, nn = (size_t)n * n;
     void *A = cd_cuda_malloc(nn * es), *B = cd_cuda_malloc(nn * es), *C = cd_cuda_malloc(nn * 4);
     double rate = -1;
+    cudaStream_t st = cd_stream(stream);
     if (A && B && C) {
-        cudaStream_t st = cd_stream(stream);
         k_fill_pattern<<<cd_ew_blocks(nn), 256, 0, st>>>(A, nn, bf16);
         k_fill_pattern<<<cd_ew_blocks(nn), 256, 0, st>>>(B, nn, bf16);
+    }
+    if (A && B && C && !cudaCheckLaunch()) {
         auto run = [&](int reps) {
             for (int r = 0; r < reps; r++) {
                 if (bf16) cd_cuda_gemm_bf16(0, 0, n, n, n, 1.f, (uint16_t *)A, n, (uint16_t *)B, n, 0.f, C, n, 0, stream);

@@ -1,6 +1,7 @@
 // Device, memory, error flag and per-stream library handles for the CUDA twins.
 #include "kernels/cuda_common.h"
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unordered_map>
 
@@ -145,6 +146,9 @@ typedef struct {
     void *cudnn;
     void *scratch;
     size_t scratch_bytes;
+    int captured;      // a CUDA graph was captured on this stream: it may hold the scratch pointer
+    void **retired;    // scratch buffers replaced after a capture (freed with the stream)
+    int nretired;
 } StreamCtx;
 #define CD_MAX_STREAMS 32
 static StreamCtx g_ctx[CD_MAX_STREAMS];
@@ -188,6 +192,8 @@ static void ctx_release(cudaStream_t s) {
     if (c.cudnn) cudnnDestroy((cudnnHandle_t)c.cudnn);
 #endif
     if (c.scratch) cudaCheck(cudaFree(c.scratch));
+    for (int i = 0; i < c.nretired; i++) cudaCheck(cudaFree(c.retired[i]));
+    free(c.retired);
 }
 
 extern "C" void *cd_cuda_cublas(void *stream) {
@@ -221,7 +227,16 @@ extern "C" void *cd_cuda_scratch(void *stream, size_t bytes) {
     StreamCtx *c = ctx_for(stream);
     if (!c) return NULL;
     if (bytes > c->scratch_bytes) {
-        if (c->scratch) {
+        if (c->scratch && c->captured) {
+            // A graph captured on this stream has the old pointer baked into its nodes and may
+            // be replayed later: keep that buffer alive until the stream is destroyed.
+            void **r = (void **)realloc(c->retired, sizeof(void *) * (c->nretired + 1));
+            if (!r) { cd_cuda_fail(__FILE__, __LINE__, "cd_cuda_scratch", "out of host memory"); return NULL; }
+            c->retired = r;
+            c->retired[c->nretired++] = c->scratch;
+            c->scratch = NULL;
+            c->scratch_bytes = 0;
+        } else if (c->scratch) {
             // The old buffer may still be in use by queued work on this stream.
             if (cudaCheck(cudaStreamSynchronize(c->stream))) return NULL;
             cudaCheck(cudaFree(c->scratch));
@@ -257,6 +272,8 @@ extern "C" int cd_cuda_graph_end(void *stream, void **exec) {
         cudaGetLastError();
         return cd_err("cudaStreamEndCapture: %s", e != cudaSuccess ? cudaGetErrorString(e) : "no graph captured");
     }
+    StreamCtx *c = ctx_for(stream);   // the captured nodes may use this stream's scratch
+    if (c) c->captured = 1;
     if (!exec) { cudaGraphDestroy(gr); return 0; }
     cudaGraphExec_t ge = NULL;
     e = cudaGraphInstantiateWithFlags(&ge, gr, 0);

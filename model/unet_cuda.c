@@ -12,6 +12,8 @@
 #ifdef CD_CUDA
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
+#include "model/nn16_cuda.h"
+#include "core/half.h"
 
 struct cd_unet_cuda {
     nn_dev d;              // weights and activation arena
@@ -23,21 +25,47 @@ struct cd_unet_cuda {
     void *gexec;           // the captured forward (cd_cuda_graph_*), valid for gkey
     const void *gkey[4];   // out, x, t, ctx of the capture
     int gshape[4], gbf, gtf;
+    int b16;               // the walk in progress keeps bf16 activations (bf16 mode)
 };
 
 // ---- the walk (model/unet.c: forward) ---------------------------------------------------------
+// One walk for both storages: fp32 activations (fp32/TF32, and nn_cuda.c's layers) or, in bf16
+// mode, bf16 activations through model/nn16_cuda.c's layers (U->b16). Activation pointers are
+// void * here; the small dispatchers below pick the layer of the current storage.
 static int64_t sz(int B, int C, int H, int W) { return (int64_t)B * C * H * W; }
 
-static void emit(cd_unet_cuda *U, const char *name, const float *d, int B, int C, int H, int W) {
+static void *ua(cd_unet_cuda *U, int64_t n) {   // n activations of the current storage
+    return U->b16 ? (void *)nn_da16(&U->d, n) : (void *)nn_da(&U->d, n);
+}
+static void u_conv(cd_unet_cuda *U, const nn_conv *c, void *y, const void *x, int B, int H, int W) {
+    if (U->b16) nn16_conv(&U->d, c, y, x, B, H, W);
+    else nn_dconv(&U->d, c, y, x, B, H, W);
+}
+static void u_resnet(cd_unet_cuda *U, const nn_resnet *r, void *y, const void *x, const void *emb, int B, int H, int W) {
+    if (U->b16) nn16_resnet(&U->d, r, y, x, emb, B, H, W);
+    else nn_dresnet(&U->d, r, y, x, emb, B, H, W);
+}
+static void u_tr(cd_unet_cuda *U, const nn_transformer *t, void *y, const void *x, const void *ctx, int B, int H,
+                 int W, int M) {
+    if (U->b16) nn16_transformer(&U->d, t, y, x, ctx, B, H, W, M);
+    else nn_dtransformer(&U->d, t, y, x, ctx, B, H, W, M);
+}
+
+// The act callback gets fp32 host copies (bf16 activations widened exactly on the host).
+static void emit(cd_unet_cuda *U, const char *name, const void *d, int B, int C, int H, int W, int b16) {
     if (!U->acts || U->d.err) return;
     int64_t n = H ? sz(B, C, H, W) : (int64_t)B * C;
     if (n > U->hact_n) { free(U->hact); U->hact = cd_malloc(n * sizeof(float)); U->hact_n = n; }
-    if (cd_cuda_memcpy_d2h(U->hact, d, n * sizeof(float), U->d.st) || cd_cuda_sync(U->d.st)) { U->d.err = 1; return; }
+    if (cd_cuda_memcpy_d2h(U->hact, d, n * (b16 ? 2 : 4), U->d.st) || cd_cuda_sync(U->d.st)) { U->d.err = 1; return; }
+    if (b16) {   // the bf16 values sit in the first half of hact: widen from the back
+        const uint16_t *b = (const uint16_t *)U->hact;
+        for (int64_t i = n - 1; i >= 0; i--) U->hact[i] = cd_bf16_to_f32(b[i]);
+    }
     int64_t s4[4] = {B, C, H, W}, s2[2] = {B, C};
     U->acts(U->act_ctx, name, U->hact, H ? 4 : 2, H ? s4 : s2);
 }
 
-// emb [B,te] = silu(time_embedding(t)).
+// emb [B,te] = silu(time_embedding(t)), fp32 in both storages (a few values per image).
 static void time_embed(cd_unet_cuda *U, float *emb, const float *t, int B) {
     cd_unet *u = U->u;
     nn_dev *g = &U->d;
@@ -49,79 +77,99 @@ static void time_embed(cd_unet_cuda *U, float *emb, const float *t, int B) {
     nn_dlin(g, &u->t1, e1, tp, B);
     cd_cuda_silu_fwd(e1, e1, (int64_t)B * te, g->st);
     nn_dlin(g, &u->t2, emb, e1, B);
-    emit(U, "time_embedding", emb, B, te, 0, 0);
+    emit(U, "time_embedding", emb, B, te, 0, 0, 0);
     cd_cuda_silu_fwd(emb, emb, (int64_t)B * te, g->st);
     nn_drelease(g, m0);
 }
 
-static float *down_fwd(cd_unet_cuda *U, int i, float *h, const float *emb, const float *ctx,
-                       int B, int *H, int *W, int M, float **skip, int *ns) {
+static void *down_fwd(cd_unet_cuda *U, int i, void *h, const void *emb, const void *ctx,
+                      int B, int *H, int *W, int M, void **skip, int *ns) {
     ublock *b = &U->u->down[i];
     nn_dev *g = &U->d;
     for (int l = 0; l < b->nl && !g->err; l++) {
-        float *y = nn_da(g, sz(B, b->cout, *H, *W));
+        void *y = ua(U, sz(B, b->cout, *H, *W));
         if (!y) return NULL;
-        nn_dresnet(g, &b->res[l], y, h, emb, B, *H, *W);
+        u_resnet(U, &b->res[l], y, h, emb, B, *H, *W);
         if (b->attn) {
-            float *z = nn_da(g, sz(B, b->cout, *H, *W));
+            void *z = ua(U, sz(B, b->cout, *H, *W));
             if (!z) return NULL;
-            nn_dtransformer(g, &b->att[l], z, y, ctx, B, *H, *W, M);
+            u_tr(U, &b->att[l], z, y, ctx, B, *H, *W, M);
             y = z;
         }
         skip[(*ns)++] = h = y;
     }
     if (b->sampler && !g->err) {
-        float *y = nn_da(g, sz(B, b->cout, *H / 2, *W / 2));
+        void *y = ua(U, sz(B, b->cout, *H / 2, *W / 2));
         if (!y) return NULL;
-        nn_dconv(g, &b->samp, y, h, B, *H, *W);
+        u_conv(U, &b->samp, y, h, B, *H, *W);
         *H /= 2; *W /= 2;
         skip[(*ns)++] = h = y;
     }
     return h;
 }
 
-static float *mid_fwd(cd_unet_cuda *U, float *h, const float *emb, const float *ctx, int B,
-                      int H, int W, int M) {
+static void *mid_fwd(cd_unet_cuda *U, void *h, const void *emb, const void *ctx, int B, int H, int W, int M) {
     cd_unet *u = U->u;
-    nn_dev *g = &U->d;
     int cm = u->cfg.block_out[u->cfg.nblocks - 1];
-    float *y = nn_da(g, sz(B, cm, H, W)), *z = nn_da(g, sz(B, cm, H, W)), *o = nn_da(g, sz(B, cm, H, W));
+    void *y = ua(U, sz(B, cm, H, W)), *z = ua(U, sz(B, cm, H, W)), *o = ua(U, sz(B, cm, H, W));
     if (!o) return NULL;
-    nn_dresnet(g, &u->mid_r[0], y, h, emb, B, H, W);
-    nn_dtransformer(g, &u->mid_a, z, y, ctx, B, H, W, M);
-    nn_dresnet(g, &u->mid_r[1], o, z, emb, B, H, W);
+    u_resnet(U, &u->mid_r[0], y, h, emb, B, H, W);
+    u_tr(U, &u->mid_a, z, y, ctx, B, H, W, M);
+    u_resnet(U, &u->mid_r[1], o, z, emb, B, H, W);
     return o;
 }
 
-static float *up_fwd(cd_unet_cuda *U, int i, float *h, int ch, const float *emb, const float *ctx,
-                     int B, int *H, int *W, int M, float **skip, int *ns) {
+static void *up_fwd(cd_unet_cuda *U, int i, void *h, int ch, const void *emb, const void *ctx,
+                    int B, int *H, int *W, int M, void **skip, int *ns) {
     ublock *b = &U->u->up[i];
     nn_dev *g = &U->d;
     for (int l = 0; l < b->nl && !g->err; l++) {
-        float *s = skip[--(*ns)];
+        void *s = skip[--(*ns)];
         int cin = ch + b->skipc[l];
-        float *cat = nn_da(g, sz(B, cin, *H, *W)), *y = nn_da(g, sz(B, b->cout, *H, *W));
+        void *cat = ua(U, sz(B, cin, *H, *W)), *y = ua(U, sz(B, b->cout, *H, *W));
         if (!y) return NULL;
-        cd_cuda_concat_c(cat, h, s, B, ch, b->skipc[l], *H * *W, g->st);
-        nn_dresnet(g, &b->res[l], y, cat, emb, B, *H, *W);
+        if (U->b16) cd_cuda_concat_c_bf16(cat, h, s, B, ch, b->skipc[l], *H * *W, g->st);
+        else cd_cuda_concat_c(cat, h, s, B, ch, b->skipc[l], *H * *W, g->st);
+        u_resnet(U, &b->res[l], y, cat, emb, B, *H, *W);
         h = y;
         ch = b->cout;
         if (b->attn) {
-            float *z = nn_da(g, sz(B, ch, *H, *W));
+            void *z = ua(U, sz(B, ch, *H, *W));
             if (!z) return NULL;
-            nn_dtransformer(g, &b->att[l], z, h, ctx, B, *H, *W, M);
+            u_tr(U, &b->att[l], z, h, ctx, B, *H, *W, M);
             h = z;
         }
     }
     if (b->sampler && !g->err) {
-        float *up = nn_da(g, sz(B, ch, 2 * *H, 2 * *W)), *y = nn_da(g, sz(B, ch, 2 * *H, 2 * *W));
+        void *up = ua(U, sz(B, ch, 2 * *H, 2 * *W)), *y = ua(U, sz(B, ch, 2 * *H, 2 * *W));
         if (!y) return NULL;
-        cd_cuda_upsample2x_fwd(up, h, B, ch, *H, *W, g->st);
+        if (U->b16) cd_cuda_upsample2x_fwd_bf16(up, h, B, ch, *H, *W, g->st);
+        else cd_cuda_upsample2x_fwd(up, h, B, ch, *H, *W, g->st);
         *H *= 2; *W *= 2;
-        nn_dconv(g, &b->samp, y, up, B, *H, *W);
+        u_conv(U, &b->samp, y, up, B, *H, *W);
         h = y;
     }
     return h;
+}
+
+// conv_out and norm_out: out (fp32) from h [B,c0,H,W]; bf16 storage rounds conv_out's y to
+// bf16 (as the bf16 convolution writes it) and widens it into out.
+static void out_fwd(cd_unet_cuda *U, float *out, const void *h, int B, int H, int W) {
+    cd_unet *u = U->u;
+    nn_dev *g = &U->d;
+    int c0 = u->cfg.block_out[0], co = u->cfg.out_channels;
+    void *a = ua(U, sz(B, c0, H, W));
+    if (!a || g->err) return;
+    if (!U->b16) {
+        nn_dgn(g, &u->norm_out, a, h, B, H * W, 1);
+        nn_dconv(g, &u->conv_out, out, a, B, H, W);
+        return;
+    }
+    uint16_t *o = nn_da16(g, sz(B, co, H, W));
+    if (!o) return;
+    nn16_gn(g, &u->norm_out, a, h, B, H * W, 1);
+    nn16_conv(g, &u->conv_out, o, a, B, H, W);
+    if (!g->err) cd_cuda_bf16_to_f32(out, o, sz(B, co, H, W), g->st);
 }
 
 static void forward(cd_unet_cuda *U, float *out, const float *x, const float *t, const float *ctx,
@@ -130,32 +178,38 @@ static void forward(cd_unet_cuda *U, float *out, const float *x, const float *t,
     nn_dev *g = &U->d;
     const cd_unet_config *c = &u->cfg;
     int n = c->nblocks, c0 = c->block_out[0], ns = 0, ch;
-    float *skip[CD_UNET_MAX_BLOCKS * (MAXL + 1) + 1];
+    void *skip[CD_UNET_MAX_BLOCKS * (MAXL + 1) + 1];
     char name[64];
-    float *emb = nn_da(g, (int64_t)B * c->time_embed_dim), *h = nn_da(g, sz(B, c0, H, W));
+    U->b16 = g->bf16;
+    float *emb = nn_da(g, (int64_t)B * c->time_embed_dim);
+    void *h = ua(U, sz(B, c0, H, W));
     if (!h) return;
     time_embed(U, emb, t, B);
-    nn_dconv(g, &u->conv_in, h, x, B, H, W);
-    emit(U, "conv_in", h, B, c0, H, W);
+    const void *xe = x, *ee = emb, *ce = ctx;   // inputs of the walk in the current storage
+    if (U->b16) {   // x, the time embedding and the context rounded to bf16 once
+        xe = nn16_from_f32(g, x, sz(B, c->in_channels, H, W));
+        ee = nn16_from_f32(g, emb, (int64_t)B * c->time_embed_dim);
+        ce = nn16_from_f32(g, ctx, (int64_t)B * M * c->cross_dim);
+        if (!ce) return;
+    }
+    u_conv(U, &u->conv_in, h, xe, B, H, W);
+    emit(U, "conv_in", h, B, c0, H, W, U->b16);
     skip[ns++] = h;
     for (int i = 0; i < n && h && !g->err; i++) {
-        h = down_fwd(U, i, h, emb, ctx, B, &H, &W, M, skip, &ns);
+        h = down_fwd(U, i, h, ee, ce, B, &H, &W, M, skip, &ns);
         snprintf(name, sizeof name, "down_blocks.%d", i);
-        if (h) emit(U, name, h, B, u->down[i].cout, H, W);
+        if (h) emit(U, name, h, B, u->down[i].cout, H, W, U->b16);
     }
-    if (h && !g->err) h = mid_fwd(U, h, emb, ctx, B, H, W, M);
-    if (h) emit(U, "mid_block", h, B, c->block_out[n - 1], H, W);
+    if (h && !g->err) h = mid_fwd(U, h, ee, ce, B, H, W, M);
+    if (h) emit(U, "mid_block", h, B, c->block_out[n - 1], H, W, U->b16);
     ch = c->block_out[n - 1];
     for (int i = 0; i < n && h && !g->err; i++) {
-        h = up_fwd(U, i, h, ch, emb, ctx, B, &H, &W, M, skip, &ns);
+        h = up_fwd(U, i, h, ch, ee, ce, B, &H, &W, M, skip, &ns);
         ch = u->up[i].cout;
         snprintf(name, sizeof name, "up_blocks.%d", i);
-        if (h) emit(U, name, h, B, ch, H, W);
+        if (h) emit(U, name, h, B, ch, H, W, U->b16);
     }
-    float *a = nn_da(g, sz(B, c0, H, W));
-    if (!h || !a || g->err) return;
-    nn_dgn(g, &u->norm_out, a, h, B, H * W, 1);
-    nn_dconv(g, &u->conv_out, out, a, B, H, W);
+    if (h && !g->err) out_fwd(U, out, h, B, H, W);
 }
 
 // ---- API -----------------------------------------------------------------------------------

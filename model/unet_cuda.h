@@ -24,9 +24,11 @@ int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream);
 void cd_unet_cuda_free(cd_unet_cuda *g);
 // Re-upload every weight (after cd_unet_rebind, e.g. when deltas were applied).
 int cd_unet_cuda_upload(cd_unet_cuda *g);
-// bf16 tensor-core math (on = 1): bf16 copies of the weights (+50% device memory), GEMM /
-// convolution / attention inputs rounded to bf16, fp32 accumulation and fp32 activations
-// between layers. Off (default): fp32, or TF32 per cd_cuda_set_tf32.
+// bf16 tensor-core math (on = 1): bf16 copies of the weights (+50% device memory), bf16
+// activations between layers in the inference forward (model/nn16_cuda.h; x, t, ctx and out stay
+// fp32 at this API), fp32 accumulation, norm statistics and softmax. The training forward keeps
+// fp32 activations with bf16 GEMM/conv/attention inputs. Off (default): fp32, or TF32 per
+// cd_cuda_set_tf32.
 int cd_unet_cuda_set_bf16(cd_unet_cuda *g, int on);
 
 // Host in, host out (copies in, runs, copies out, synchronises). acts as cd_unet_forward

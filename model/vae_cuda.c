@@ -10,6 +10,7 @@
 #ifdef CD_CUDA
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
+#include "model/nn16_cuda.h"
 
 #define VMAXL 8
 #define VEPS 1e-6f
@@ -129,42 +130,84 @@ static void vattn(cd_vae_cuda *v, const nn_gn *gn, const nn_attn *at, float *y, 
     nn_drelease(g, m0);
 }
 
-// The decoder walk on device buffers: z [B,L,h,w] -> img.
+// y = x + attn(GN(x)) on bf16 [B,C,H,W] (bf16 mode's decoder).
+static void vattn16(cd_vae_cuda *v, const nn_gn *gn, const nn_attn *at, uint16_t *y, const uint16_t *x, int B,
+                    int H, int W) {
+    nn_dev *g = &v->d;
+    nn_dmark m0 = nn_dmark_get(g);
+    int C = gn->c, N = H * W;
+    int64_t n = (int64_t)B * C * N;
+    uint16_t *a = nn_da16(g, n), *t = nn_da16(g, n);
+    if (!t) { nn_drelease(g, m0); return; }
+    nn16_gn(g, gn, a, x, B, N, 0);
+    if (!g->err) cd_cuda_nchw_to_nhwc_bf16(t, a, B, C, N, g->st);
+    nn16_attn(g, at, a, t, NULL, B, N, N);
+    if (!g->err) cd_cuda_nhwc_to_nchw_bf16(t, a, B, C, N, g->st);
+    if (!g->err) cd_cuda_add_bf16(y, t, x, n, g->st);
+    nn_drelease(g, m0);
+}
+
+// Decoder layers in the current storage: fp32 activations (nn_cuda.c), or bf16 activations
+// (nn16_cuda.c) in bf16 mode; activation pointers are void * in the walk.
+static void *va(nn_dev *g, int64_t n) { return g->bf16 ? (void *)nn_da16(g, n) : (void *)nn_da(g, n); }
+static void v_conv(nn_dev *g, const nn_conv *c, void *y, const void *x, int B, int H, int W) {
+    if (g->bf16) nn16_conv(g, c, y, x, B, H, W);
+    else nn_dconv(g, c, y, x, B, H, W);
+}
+static void v_res(nn_dev *g, const nn_resnet *r, void *y, const void *x, int B, int H, int W) {
+    if (g->bf16) nn16_resnet(g, r, y, x, NULL, B, H, W);
+    else nn_dresnet(g, r, y, x, NULL, B, H, W);
+}
+
+// The decoder walk on device buffers: z [B,L,h,w] (fp32) -> img (fp32). In bf16 mode z is
+// rounded to bf16 once and conv_out's bf16 output widened into img.
 static void decode(cd_vae_cuda *v, float *img, const float *z, int B, int H, int W) {
     const cd_vae_config *c = &v->cfg;
     nn_dev *g = &v->d;
-    int n = c->nblocks, ch = c->block_out[n - 1];
-    float *pz = nn_da(g, (int64_t)B * c->latent_channels * H * W);
-    float *x = nn_da(g, (int64_t)B * ch * H * W), *y = nn_da(g, (int64_t)B * ch * H * W);
-    if (!y) return;
-    nn_dconv(g, &v->post, pz, z, B, H, W);
-    nn_dconv(g, &v->cin, x, pz, B, H, W);
-    nn_dresnet(g, &v->mid[0], y, x, NULL, B, H, W);
-    vattn(v, &v->agn, &v->at, x, y, B, H, W);
-    nn_dresnet(g, &v->mid[1], y, x, NULL, B, H, W);
+    int n = c->nblocks, ch = c->block_out[n - 1], b16 = g->bf16;
+    int64_t nz = (int64_t)B * c->latent_channels * H * W;
+    const void *ze = b16 ? (const void *)nn16_from_f32(g, z, nz) : (const void *)z;
+    void *pz = va(g, nz), *x = va(g, (int64_t)B * ch * H * W), *y = va(g, (int64_t)B * ch * H * W);
+    if (!y || !ze) return;
+    v_conv(g, &v->post, pz, ze, B, H, W);
+    v_conv(g, &v->cin, x, pz, B, H, W);
+    v_res(g, &v->mid[0], y, x, B, H, W);
+    if (b16) vattn16(v, &v->agn, &v->at, x, y, B, H, W);
+    else vattn(v, &v->agn, &v->at, x, y, B, H, W);
+    v_res(g, &v->mid[1], y, x, B, H, W);
     x = y;
     for (int i = 0; i < n && !g->err; i++) {
         for (int l = 0; l <= c->layers_per_block; l++) {
             nn_resnet *r = &v->res[i][l];
-            float *o = nn_da(g, (int64_t)B * r->cout * H * W);
+            void *o = va(g, (int64_t)B * r->cout * H * W);
             if (!o) return;
-            nn_dresnet(g, r, o, x, NULL, B, H, W);
+            v_res(g, r, o, x, B, H, W);
             x = o;
         }
         ch = c->block_out[n - 1 - i];
         if (i < n - 1) {
-            float *up = nn_da(g, (int64_t)B * ch * 4 * H * W), *o = nn_da(g, (int64_t)B * ch * 4 * H * W);
+            void *up = va(g, (int64_t)B * ch * 4 * H * W), *o = va(g, (int64_t)B * ch * 4 * H * W);
             if (!o) return;
-            cd_cuda_upsample2x_fwd(up, x, B, ch, H, W, g->st);
+            if (b16) cd_cuda_upsample2x_fwd_bf16(up, x, B, ch, H, W, g->st);
+            else cd_cuda_upsample2x_fwd(up, x, B, ch, H, W, g->st);
             H *= 2; W *= 2;
-            nn_dconv(g, &v->samp[i], o, up, B, H, W);
+            v_conv(g, &v->samp[i], o, up, B, H, W);
             x = o;
         }
     }
-    float *a = nn_da(g, (int64_t)B * ch * H * W);
-    if (!a) return;
-    nn_dgn(g, &v->norm, a, x, B, H * W, 1);
-    nn_dconv(g, &v->cout, img, a, B, H, W);
+    void *a = va(g, (int64_t)B * ch * H * W);
+    if (!a || g->err) return;
+    if (!b16) {
+        nn_dgn(g, &v->norm, a, x, B, H * W, 1);
+        nn_dconv(g, &v->cout, img, a, B, H, W);
+        return;
+    }
+    int64_t ni = (int64_t)B * c->out_channels * H * W;
+    uint16_t *o = nn_da16(g, ni);
+    if (!o) return;
+    nn16_gn(g, &v->norm, a, x, B, H * W, 1);
+    nn16_conv(g, &v->cout, o, a, B, H, W);
+    if (!g->err) cd_cuda_bf16_to_f32(img, o, ni, g->st);
 }
 
 static int check_latent(int B, int h, int w) {

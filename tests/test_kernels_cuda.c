@@ -282,6 +282,33 @@ TEST(cuda_conv_bf16) {
     free_all();
 }
 
+static uint16_t *round_bf16(float *x, int64_t n);
+// bf16 backward data (the trainer's path through every UNet conv) against the CPU's dx on the
+// same bf16-rounded dy and W.
+static void conv_bf16_bwd_data_case(int n, int cin, int h, int w, int cout, int k, int s, int p) {
+    int ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
+    int64_t nx = (int64_t)n * cin * h * w, ny = (int64_t)n * cout * ho * wo, nw = (int64_t)cout * cin * k * k;
+    float *W = hrand(nw, 0.1f), *dy = hrand(ny, 1), *dx = cd_malloc(4 * nx);
+    uint16_t *Wb = round_bf16(W, nw), *dyb = round_bf16(dy, ny);
+    cd_conv2d_bwd(dx, NULL, NULL, dy, NULL, W, n, cin, h, w, cout, k, s, p);
+    uint16_t *gW = dbuf(Wb, 2 * nw), *gdy = dbuf(dyb, 2 * ny), *gdx = dbuf(NULL, 2 * nx);
+    float *gdxf = dout_(nx);
+    cd_cuda_conv2d_bwd_data_bf16(gdx, gdy, gW, n, cin, h, w, cout, k, s, p, NULL);
+    cd_cuda_bf16_to_f32(gdxf, gdx, nx, NULL);
+    char nm[96];
+    snprintf(nm, sizeof nm, "conv bf16 bwd-data %dx%dx%dx%d->%d k%ds%dp%d dx", n, cin, h, w, cout, k, s, p);
+    cmp(nm, gdxf, dx, nx, TOLBF);
+    free(W); free(dy); free(dx); free(Wb); free(dyb);
+    free_all();
+}
+
+TEST(cuda_conv_bf16_bwd_data) {
+    conv_bf16_bwd_data_case(2, 320, 16, 16, 640, 3, 1, 1);  // resnet conv (small: the CPU side stays fast)
+    conv_bf16_bwd_data_case(2, 320, 16, 16, 4, 3, 1, 1);    // conv_out (4 output channels)
+    conv_bf16_bwd_data_case(2, 320, 16, 16, 320, 3, 2, 1);  // downsampler (stride 2)
+    conv_bf16_bwd_data_case(2, 960, 16, 16, 640, 1, 1, 0);  // 1x1 shortcut
+}
+
 // ---- attention -------------------------------------------------------------------------------
 // causal = 1: the CLIP text variant (Nq == Nk, key j <= query i).
 static void attention_case_c(int B, int H, int Nq, int Nk, int D, int detach, int causal) {
@@ -723,7 +750,8 @@ TEST(cuda_optim) {
 
 #define ALL_TESTS(X) X(cuda_attention_small) X(cuda_attention_bf16_small) X(cuda_attention_bad_dim) \
     X(cuda_gemm_fp32) X(cuda_gemm_tf32) X(cuda_gemm_bf16) X(cuda_linear) X(cuda_layernorm)           \
-    X(cuda_groupnorm) X(cuda_conv) X(cuda_conv_tf32) X(cuda_conv_bf16) X(cuda_attention_self)        \
+    X(cuda_groupnorm) X(cuda_conv) X(cuda_conv_tf32) X(cuda_conv_bf16) X(cuda_conv_bf16_bwd_data)    \
+    X(cuda_attention_self)                                                                             \
     X(cuda_attention_cross) X(cuda_attention_vs_naive) X(cuda_attention_bf16) X(cuda_activations)    \
     X(cuda_geglu) X(cuda_arith) X(cuda_layout) X(cuda_embeddings) X(cuda_optim) X(cuda_bf16_forward)
 

@@ -7,10 +7,14 @@
 // CPU; the bf16 fused attention (forward, backward) is within bf16 tolerance of the CPU; CUDA graphs capture and replay (GPU) or fail cleanly without setting the flag (emulation).
 // Emulation only: fresh device memory reads NaN, a host pointer, an overrun or an output that
 // overlaps an input the kernel reads elsewhere is refused, TF32
-// mode rounds GEMM inputs to 10 mantissa bits. SKIP lines with CUDA=0 or without a GPU.
+// mode rounds GEMM inputs to 10 mantissa bits, a cross-stream access without a synchronisation
+// is refused (and clean with one), a host dereference of device memory faults. SKIP lines with CUDA=0 or without a GPU.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "tests/testlib.h"
 #include "kernels/kernels.h"
 #ifdef CD_CUDA
@@ -254,7 +258,95 @@ TEST(emu_tf32_rounds_gemm_inputs) {
     CHECKF(r[0] == 1.f && r[1] == 1.f + 1.f / 1024, "tf32: %.9g %.9g", r[0], r[1]);
     CHECKF(e[0] == a[0] && e[1] == a[1], "fp32: %.9g %.9g", e[0], e[1]);
 }
-#define EMU_TESTS(X) X(emu_memory_checks) X(emu_tf32_rounds_gemm_inputs)
+// The stream-race tracker (kernels/emu/emu_runtime.c): an op on one stream that reads memory
+// another stream wrote, or writes memory another stream read or wrote, with no synchronisation
+// in between, is refused with both streams named; cd_cuda_sync of the writer, a device-wide
+// sync, or a copy to/from the host on the writer's stream (they synchronise it) make it clean.
+TEST(emu_stream_race) {
+    void *a = cd_cuda_stream_create(), *b = cd_cuda_stream_create();
+    float *d = cd_cuda_malloc(16 * sizeof(float)), *e = cd_cuda_malloc(16 * sizeof(float)), h[16];
+    CHECK(a && b && d && e);
+    for (int i = 0; i < 16; i++) h[i] = (float)i;
+    cd_cuda_status();
+    cd_cuda_sync(NULL);
+    // read after write: d written on a, read on the default stream
+    cd_cuda_memset(d, 0, 16 * sizeof(float), a);
+    cd_cuda_add(e, d, d, 16, NULL);
+    CHECK_REFUSED("stream race: cd_cuda_add on stream 0 reads memory written on stream");
+    // the same with cd_cuda_sync(a) in between: clean
+    cd_cuda_memset(d, 0, 16 * sizeof(float), a);
+    CHECK_OK(cd_cuda_sync(a));
+    cd_cuda_add(e, d, d, 16, NULL);
+    CHECKF(cd_cuda_status() == 0, "a synchronised read was refused: %s", cd_errmsg());
+    cd_cuda_sync(NULL);
+    // write after read: d read on b, then written on a
+    cd_cuda_add(e, d, d, 16, b);
+    cd_cuda_scale(d, 2.f, 16, a);
+    CHECK_REFUSED("writes memory read on stream");
+    // write after write, between two created streams; a device-wide sync makes it clean
+    cd_cuda_scale(d, 2.f, 16, a);
+    cd_cuda_scale(d, 2.f, 16, b);
+    CHECK_REFUSED("writes memory written on stream");
+    cd_cuda_scale(d, 2.f, 16, a);
+    CHECK_OK(cd_cuda_sync(NULL));
+    cd_cuda_scale(d, 2.f, 16, b);
+    CHECKF(cd_cuda_status() == 0, "refused after cd_cuda_sync(NULL): %s", cd_errmsg());
+    cd_cuda_sync(NULL);
+    // a copy from the host on a synchronises a; a copy to the host on b of memory a wrote races
+    CHECK_OK(cd_cuda_memcpy_h2d(d, h, sizeof h, a));
+    cd_cuda_add(e, d, d, 16, b);
+    CHECKF(cd_cuda_status() == 0, "a read after a copy (which synchronises) was refused: %s", cd_errmsg());
+    cd_cuda_sync(NULL);
+    cd_cuda_scale(d, 2.f, 16, a);
+    CHECK_ERR(cd_cuda_memcpy_d2h(h, d, sizeof h, b), "stream race");
+    CHECK_REFUSED("stream race");
+    // a stream destroyed with a pending write (no context: not synchronised) still races
+    void *c = cd_cuda_stream_create();
+    CHECK(c);
+    cd_cuda_scale(d, 2.f, 16, c);
+    cd_cuda_stream_destroy(c);
+    cd_cuda_add(e, d, d, 16, NULL);
+    CHECK_REFUSED("written on a stream since destroyed");
+    cd_cuda_free(d);
+    cd_cuda_free(e);
+    cd_cuda_stream_destroy(a);
+    cd_cuda_stream_destroy(b);
+}
+
+// Device memory is not host memory: a host dereference of a device pointer faults (in a forked
+// child), as on a GPU; reading it through cd_cuda_memcpy_d2h works.
+TEST(emu_host_dereference_faults) {
+    float *d = cd_cuda_malloc(4 * sizeof(float)), h[4] = {1, 2, 3, 4};
+    CHECK(d);
+    CHECK_OK(cd_cuda_memcpy_h2d(d, h, sizeof h, NULL));
+    for (int mode = 0; mode < 2; mode++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            int fd = open("/dev/null", O_WRONLY);   // the fault's report is expected: keep it out of the log
+            if (fd >= 0) dup2(fd, 2);
+            if (mode == 0) {
+                volatile float v = d[1];   // a host read of device memory
+                (void)v;
+            } else {
+                d[2] = 5.f;                // a host write
+            }
+            _exit(0);
+        }
+        int st = 0;
+        CHECK(waitpid(pid, &st, 0) == pid);
+        CHECKF(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "a host %s of device memory did not fault",
+               mode ? "write" : "read");
+    }
+    float r[4];
+    CHECK_OK(cd_cuda_memcpy_d2h(r, d, sizeof r, NULL));
+    CHECK(r[1] == 2.f && r[2] == 3.f);
+    cd_cuda_free(d);
+}
+#define EMU_TESTS(X) X(emu_memory_checks) X(emu_tf32_rounds_gemm_inputs) X(emu_stream_race) \
+    X(emu_host_dereference_faults)
 #else
 #define EMU_TESTS(X)
 #endif

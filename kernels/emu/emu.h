@@ -29,28 +29,65 @@ int emu_fail(const char *file, int line, const char *what, const char *fmt, ...)
 // A precondition of an op, as cd_cuda_require in kernels/cuda_common.h: 0, or -1 recorded.
 #define EMU_REQUIRE(c, msg) ((c) ? 0 : emu_fail(__FILE__, __LINE__, #c, "%s", (msg)))
 
+// ---- device memory: handles, the pointer check, the stream-race tracker --------------------------
+// (the scheme: top of emu_runtime.c) A device pointer the caller holds is a HANDLE: an address in
+// a reserved range that is never accessible (a host dereference faults, as on a GPU); the bytes
+// live at emu_real(handle) = handle + a fixed offset. Ops translate their pointers after checking
+// them: EMU_DEV / EMU_OPT do it in place (the pointer argument must be an lvalue: the op's own
+// parameter), EMU_XLATE after a check done by a helper function.
+extern char *emu_va;      // start of the handle range
+extern size_t emu_half;   // its size; the bytes of handle h live at h + emu_half
+// The host address of device pointer p (a handle, or already a host address: idempotent).
+static inline void *emu_real(const void *p) {
+    const char *c = p;
+    return (void *)(c >= emu_va && c < emu_va + emu_half ? c + emu_half : c);
+}
+#define EMU_XLATE(p) ((p) = (__typeof__(p))emu_real(p))
+
+// How an op uses a pointer: reads it, or writes it (a write may also read: accumulate, in place).
+#define EMU_R 1
+#define EMU_W 2
 // 0 when [p, p + bytes) lies inside one emulated device allocation (p may be NULL only when
-// bytes == 0); else records "<op>: <arg> ... is not device memory" and returns -1.
-int emu_dev_check(const void *p, size_t bytes, const char *op, const char *arg);
-// 1 when p points into emulated device memory.
+// bytes == 0; a handle or its host address); else records "<op>: <arg> ... is not device memory"
+// and returns -1. With a role (EMU_R / EMU_W; 0: no tracking) it also runs the stream-race
+// tracker for an access by `stream` (records "stream race: ..." and returns -1 on a race).
+int emu_dev_access(const void *p, size_t bytes, const char *op, const char *arg, void *stream, int role);
+static inline int emu_dev_check(const void *p, size_t bytes, const char *op, const char *arg) {
+    return emu_dev_access(p, bytes, op, arg, NULL, 0);
+}
+// 1 when p points into emulated device memory (a handle or its host address).
 int emu_is_dev(const void *p);
-#define EMU_DEV(op, p, bytes) emu_dev_check((p), (size_t)(bytes), (op), #p)
+// The role from the pointer's type: a const pointer is an input, any other an output.
+#define EMU_ROLE(p)                                                                                  \
+    _Generic((p), const float *: EMU_R, const uint16_t *: EMU_R, const void *: EMU_R,               \
+             const int32_t *: EMU_R, const uint8_t *: EMU_R, default: EMU_W)
+// Check, track (on the variable `stream` in scope: the op's stream argument) and translate p.
+#define EMU_ACCESS(op, p, bytes, role)                                                               \
+    (emu_dev_access((p), (size_t)(bytes), (op), #p, stream, (role)) ? -1 : (EMU_XLATE(p), 0))
+#define EMU_DEV(op, p, bytes) EMU_ACCESS(op, p, bytes, EMU_ROLE(p))
 // The same for an optional pointer (NULL passes).
-#define EMU_OPT(op, p, bytes) ((p) ? emu_dev_check((p), (size_t)(bytes), (op), #p) : 0)
+#define EMU_OPT(op, p, bytes) ((p) ? EMU_DEV(op, p, bytes) : 0)
+// The stream-race tracker's side of a synchronisation: the accesses of `stream` (all streams:
+// all = 1) are complete. Ops that synchronise their stream (mse, sumsq, the copies to and from
+// the host) call it as the .cu does.
+void emu_retire(void *stream, int all);
 
 // The stream's scratch as the .cu op asks for it (same size), poisoned with NaN bytes:
 // whatever a caller kept there is gone, as on the GPU. NULL on failure (recorded).
 void *emu_scratch_use(void *stream, size_t bytes);
 // cuDNN's shape checks (CUDNN_STATUS_BAD_PARAM): 0 or -1 recorded.
 int emu_conv_args_ok(const char *op, int n, int cin, int h, int w, int cout, int k, int s, int p);
-// GroupNorm forward's precondition, scratch and optional-pointer checks (fp32 and bf16).
+// GroupNorm forward's precondition, scratch and optional-pointer checks (fp32 and bf16); the
+// caller translates mean, rstd, g, b afterwards.
 int emu_gn_fwd_prep(const char *op, float *mean, float *rstd, const float *g, const float *b, int n, int c, int hw,
                     int groups, void *stream);
 // Pointer checks of an attention forward: out, q [B,Nq,H*D]; k, v [B,Nk,H*D] (element sizes
 // oes, ies bytes); lse [B,H,Nq] fp32, optional. out may be q (each query tile is read before
-// its rows are written) but must not overlap k or v (read by every query tile).
+// its rows are written) but must not overlap k or v (read by every query tile). out and lse are
+// written (out_role EMU_W) or, by a backward, read (EMU_R). The caller translates (EMU_XLATE)
+// the pointers afterwards.
 int emu_attn_fwd_ptrs(const char *op, const void *out, size_t oes, const float *lse, const void *q, const void *k,
-                      const void *v, size_t ies, int B, int H, int Nq, int Nk, int D);
+                      const void *v, size_t ies, int B, int H, int Nq, int Nk, int D, void *stream, int out_role);
 #define F4(n) ((size_t)(n) * sizeof(float))
 #define B2(n) ((size_t)(n) * sizeof(uint16_t))
 

@@ -9,12 +9,14 @@ static int dim_ok(int D) {
     return EMU_REQUIRE(D == 40 || D == 64 || D == 80 || D == 160, "attention: head dim must be 40, 64, 80 or 160");
 }
 
-// Pointer checks of a forward: out, q [B,Nq,H*D]; k, v [B,Nk,H*D]; lse [B,H,Nq] (optional).
+// Pointer checks of a forward: out, q [B,Nq,H*D]; k, v [B,Nk,H*D]; lse [B,H,Nq] (optional);
+// out and lse written (out_role EMU_W) or, by a backward, read (EMU_R).
 int emu_attn_fwd_ptrs(const char *op, const void *out, size_t oes, const float *lse, const void *q, const void *k,
-                      const void *v, size_t ies, int B, int H, int Nq, int Nk, int D) {
+                      const void *v, size_t ies, int B, int H, int Nq, int Nk, int D, void *stream, int out_role) {
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     return EMU_DEV(op, q, nq * ies) || EMU_DEV(op, k, nk * ies) || EMU_DEV(op, v, nk * ies) ||
-           EMU_DEV(op, out, nq * oes) || EMU_OPT(op, lse, F4((int64_t)B * H * Nq)) ||
+           EMU_ACCESS(op, out, nq * oes, out_role) ||
+           (lse && EMU_ACCESS(op, lse, F4((int64_t)B * H * Nq), out_role)) ||
            emu_no_overlap(op, out, nq * oes, k, nk * ies) ||
            emu_no_overlap(op, out, nq * oes, v, nk * ies);
 }
@@ -33,10 +35,13 @@ static int bwd_overlaps(const char *op, const float *dq, const float *dk, const 
            emu_no_overlap(op, dk, F4(nk), dv, F4(nk));
 }
 
+#define XLATE_FWD() (EMU_XLATE(out), EMU_XLATE(lse), EMU_XLATE(q), EMU_XLATE(k), EMU_XLATE(v))
+
 static void attn_fwd(const char *op, float *out, float *lse, const float *q, const float *k, const float *v, int B,
-                     int H, int Nq, int Nk, int D, float scale, int causal) {
+                     int H, int Nq, int Nk, int D, float scale, int causal, void *stream) {
     if (B <= 0 || H <= 0 || Nq <= 0 || dim_ok(D) || EMU_REQUIRE(Nk > 0, "attention: Nk must be > 0")) return;
-    if (emu_attn_fwd_ptrs(op, out, 4, lse, q, k, v, 4, B, H, Nq, Nk, D)) return;
+    if (emu_attn_fwd_ptrs(op, out, 4, lse, q, k, v, 4, B, H, Nq, Nk, D, stream, EMU_W)) return;
+    XLATE_FWD();
     if (causal) cd_attention_causal_fwd(out, lse, q, k, v, B, H, Nq, D, scale);
     else cd_attention_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale);
 }
@@ -50,16 +55,17 @@ static void attn_bwd(const char *op, float *dq, float *dk, float *dv, const floa
     if (!emu_scratch_use(stream, sizeof(float) * (nrow + extra))) return;
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     if (EMU_DEV(op, dout, F4(nq)) || EMU_DEV(op, out, F4(nq)) || EMU_DEV(op, dq, F4(nq)) || EMU_DEV(op, dk, F4(nk)) ||
-        EMU_DEV(op, dv, F4(nk)) || emu_attn_fwd_ptrs(op, out, 4, lse, q, k, v, 4, B, H, Nq, Nk, D) ||
+        EMU_DEV(op, dv, F4(nk)) || emu_attn_fwd_ptrs(op, out, 4, lse, q, k, v, 4, B, H, Nq, Nk, D, stream, EMU_R) ||
         bwd_overlaps(op, dq, dk, dv, dout, q, k, v, out, 4, nq, nk))
         return;
+    XLATE_FWD();
     if (causal) cd_attention_causal_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, D, scale);
     else cd_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach_k0);
 }
 
 void cd_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, int B, int H,
                            int Nq, int Nk, int D, float scale, void *stream) {
-    attn_fwd("cd_cuda_attention_fwd", out, lse, q, k, v, B, H, Nq, Nk, D, scale, 0);
+    attn_fwd("cd_cuda_attention_fwd", out, lse, q, k, v, B, H, Nq, Nk, D, scale, 0, stream);
 }
 void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, int B, int H, int Nq, int Nk, int D,
@@ -69,7 +75,7 @@ void cd_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
 }
 void cd_cuda_attention_causal_fwd(float *out, float *lse, const float *q, const float *k, const float *v, int B,
                                   int H, int N, int D, float scale, void *stream) {
-    attn_fwd("cd_cuda_attention_causal_fwd", out, lse, q, k, v, B, H, N, N, D, scale, 1);
+    attn_fwd("cd_cuda_attention_causal_fwd", out, lse, q, k, v, B, H, N, N, D, scale, 1, stream);
 }
 void cd_cuda_attention_causal_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                   const float *v, const float *out, const float *lse, int B, int H, int N, int D,
@@ -89,7 +95,8 @@ int cd_cuda_attention_naive_fwd(float *out, float *lse, const float *q, const fl
     const char *op = "cd_cuda_attention_naive_fwd";
     if (!emu_scratch_use(stream, sizeof(float) * (size_t)H * Nq * Nk)) return -1;
     if (B <= 0 || H <= 0 || Nq <= 0 || Nk <= 0 || D <= 0) return 0;
-    if (emu_attn_fwd_ptrs(op, out, 4, lse, q, k, v, 4, B, H, Nq, Nk, D)) return 0;   // a fault: sticky flag set
+    if (emu_attn_fwd_ptrs(op, out, 4, lse, q, k, v, 4, B, H, Nq, Nk, D, stream, EMU_W)) return 0;   // a fault: sticky flag set
+    XLATE_FWD();
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     float *o1, *o2, *o3;
     const float *qr = tf(q, nq, &o1), *kr = tf(k, nk, &o2), *vr = tf(v, nk, &o3);
@@ -106,9 +113,10 @@ int cd_cuda_attention_naive_bwd(float *dq, float *dk, float *dv, const float *do
     if (B <= 0 || H <= 0 || Nq <= 0 || Nk <= 0 || D <= 0) return 0;
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     if (EMU_DEV(op, dout, F4(nq)) || EMU_DEV(op, dq, F4(nq)) || EMU_DEV(op, dk, F4(nk)) || EMU_DEV(op, dv, F4(nk)) ||
-        emu_attn_fwd_ptrs(op, dq, 4, NULL, q, k, v, 4, B, H, Nq, Nk, D) ||
+        emu_attn_fwd_ptrs(op, dq, 4, NULL, q, k, v, 4, B, H, Nq, Nk, D, stream, EMU_W) ||
         bwd_overlaps(op, dq, dk, dv, dout, q, k, v, NULL, 4, nq, nk))
         return 0;
+    EMU_XLATE(q), EMU_XLATE(k), EMU_XLATE(v);
     float *o1, *o2, *o3, *o4;
     const float *qr = tf(q, nq, &o1), *kr = tf(k, nk, &o2), *vr = tf(v, nk, &o3), *dr = tf(dout, nq, &o4);
     // the CPU backward wants the forward's out (for delta): recompute it on the host

@@ -102,7 +102,8 @@ void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint1
         EMU_REQUIRE(Nk > 0, "attention bf16: Nk must be > 0") ||
         EMU_REQUIRE(aligned16(q, k, v, NULL), "attention bf16: q, k, v must be 16-byte aligned"))
         return;
-    if (emu_attn_fwd_ptrs(op, out, out_bf16 ? 2 : 4, lse, q, k, v, 2, B, H, Nq, Nk, D)) return;
+    if (emu_attn_fwd_ptrs(op, out, out_bf16 ? 2 : 4, lse, q, k, v, 2, B, H, Nq, Nk, D, stream, EMU_W)) return;
+    EMU_XLATE(out), EMU_XLATE(lse), EMU_XLATE(q), EMU_XLATE(k), EMU_XLATE(v);
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     float *qf = emu_widen(q, nq), *kf = emu_widen(k, nk), *vf = emu_widen(v, nk);
     float *o = out_bf16 ? emu_tmp(nq) : out;
@@ -130,6 +131,7 @@ static void bwd_via_fp32(float *dq, float *dk, float *dv, const uint16_t *dout, 
     cd_cuda_bf16_to_f32(fk, k, nk, stream);
     cd_cuda_bf16_to_f32(fv, v, nk, stream);
     cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
+    cd_cuda_sync(stream);   // as the .cu: the widened copies are in use until the stream is done
     cd_cuda_free(buf);
 }
 
@@ -148,9 +150,10 @@ void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t 
     }
     if (!emu_scratch_use(stream, sizeof(float) * (size_t)B * H * Nq)) return;
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
-    if (emu_attn_fwd_ptrs(op, out, 2, lse, q, k, v, 2, B, H, Nq, Nk, D) || EMU_DEV(op, dout, B2(nq)) ||
+    if (emu_attn_fwd_ptrs(op, out, 2, lse, q, k, v, 2, B, H, Nq, Nk, D, stream, EMU_R) || EMU_DEV(op, dout, B2(nq)) ||
         EMU_DEV(op, dq, F4(nq)) || EMU_DEV(op, dk, F4(nk)) || EMU_DEV(op, dv, F4(nk)))
         return;
+    EMU_XLATE(out), EMU_XLATE(lse), EMU_XLATE(q), EMU_XLATE(k), EMU_XLATE(v);
     float *df = emu_widen(dout, nq), *qf = emu_widen(q, nq), *kf = emu_widen(k, nk), *vf = emu_widen(v, nk);
     float *of = emu_widen(out, nq);
     flash_bwd_bf16(dq, dk, dv, df, qf, kf, vf, of, lse, B, H, Nq, Nk, D, scale, detach_k0);

@@ -9,12 +9,12 @@
 
 // ---- conversions ---------------------------------------------------------------------------------
 // In place would race on the GPU (element i's output bytes are another element's input).
-void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *s) {
+void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream) {
     const char *op = "cd_cuda_f32_to_bf16";
     if (n <= 0 || EMU_DEV(op, x, F4(n)) || EMU_DEV(op, y, B2(n)) || emu_no_overlap(op, y, B2(n), x, F4(n))) return;
     emu_narrow(y, x, n);
 }
-void cd_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *s) {
+void cd_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream) {
     const char *op = "cd_cuda_bf16_to_f32";
     if (n <= 0 || EMU_DEV(op, x, B2(n)) || EMU_DEV(op, y, F4(n)) || emu_no_overlap(op, y, F4(n), x, B2(n))) return;
     for (int64_t i = 0; i < n; i++) y[i] = emu_bf2f(x[i]);
@@ -58,8 +58,9 @@ void cd_cuda_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
     gemm_bf16_run(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, c_bf16);
 }
 
-static int lin_check(const char *op, const void *y, size_t yes, const uint16_t *x, const uint16_t *W, const float *b,
-                     int n, int in, int out) {
+// (the caller translates y, x, W, b afterwards)
+static int lin_check(const char *op, void *y, size_t yes, const uint16_t *x, const uint16_t *W, const float *b,
+                     int n, int in, int out, void *stream) {
     return EMU_DEV(op, x, B2((int64_t)n * in)) || EMU_DEV(op, W, B2((int64_t)out * in)) || EMU_OPT(op, b, F4(out)) ||
            EMU_DEV(op, y, (int64_t)n * out * yes);
 }
@@ -67,8 +68,9 @@ static int lin_check(const char *op, const void *y, size_t yes, const uint16_t *
 void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint16_t *W, const float *b, int n, int in, int out,
                              void *stream) {
     if (!cd_cuda_cublas(stream) || n <= 0 || out <= 0 ||
-        lin_check("cd_cuda_linear_fwd_bf16", y, 4, x, W, b, n, in, out))
+        lin_check("cd_cuda_linear_fwd_bf16", y, 4, x, W, b, n, in, out, stream))
         return;
+    EMU_XLATE(y), EMU_XLATE(x), EMU_XLATE(W), EMU_XLATE(b);
     gemm_bf16_run(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, 0);
     if (b)
         for (int64_t i = 0; i < (int64_t)n * out; i++) y[i] += b[i % out];
@@ -77,8 +79,9 @@ void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint16_t *W, con
 void cd_cuda_linear_fwd_bf16_out(uint16_t *y, const uint16_t *x, const uint16_t *W, const float *b, int n, int in,
                                  int out, void *stream) {
     if (!cd_cuda_cublas(stream) || n <= 0 || out <= 0 ||
-        lin_check("cd_cuda_linear_fwd_bf16_out", y, 2, x, W, b, n, in, out))
+        lin_check("cd_cuda_linear_fwd_bf16_out", y, 2, x, W, b, n, in, out, stream))
         return;
+    EMU_XLATE(y), EMU_XLATE(x), EMU_XLATE(W), EMU_XLATE(b);
     gemm_bf16_run(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, 1);
     if (b)
         for (int64_t i = 0; i < (int64_t)n * out; i++) y[i] = emu_f2bf(emu_bf2f(y[i]) + b[i % out]);
@@ -104,6 +107,7 @@ void cd_cuda_groupnorm_fwd_bf16(uint16_t *y, float *mean, float *rstd, const uin
                                 const float *b, int n, int c, int hw, int groups, float eps, int silu, void *stream) {
     const char *op = "cd_cuda_groupnorm_fwd_bf16";
     if (n <= 0 || emu_gn_fwd_prep(op, mean, rstd, g, b, n, c, hw, groups, stream)) return;
+    EMU_XLATE(mean), EMU_XLATE(rstd), EMU_XLATE(g), EMU_XLATE(b);
     int64_t nt = (int64_t)n * c * hw;
     if (EMU_DEV(op, x, B2(nt)) || EMU_DEV(op, y, B2(nt))) return;
     float *xf = emu_widen(x, nt), *t = emu_tmp(nt);
@@ -132,7 +136,7 @@ void cd_cuda_conv2d_fwd_bf16(uint16_t *y, const uint16_t *x, const uint16_t *W, 
 }
 
 // ---- element-wise and layout ----------------------------------------------------------------------------
-void cd_cuda_silu_fwd_bf16(uint16_t *y, const uint16_t *x, int64_t n, void *s) {
+void cd_cuda_silu_fwd_bf16(uint16_t *y, const uint16_t *x, int64_t n, void *stream) {
     if (n <= 0 || EMU_DEV("cd_cuda_silu_fwd_bf16", x, B2(n)) || EMU_DEV("cd_cuda_silu_fwd_bf16", y, B2(n))) return;
     float *t = emu_widen(x, n);
     cd_silu_fwd(t, t, n);
@@ -140,7 +144,7 @@ void cd_cuda_silu_fwd_bf16(uint16_t *y, const uint16_t *x, int64_t n, void *s) {
     free(t);
 }
 
-void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, const float *bias, int64_t n, int c, void *s) {
+void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, const float *bias, int64_t n, int c, void *stream) {
     const char *op = "cd_cuda_bias_geglu_fwd_bf16";
     if (n * c <= 0 || EMU_DEV(op, x, B2(n * 2 * c)) || EMU_DEV(op, y, B2(n * c)) || EMU_OPT(op, bias, F4(2 * c)))
         return;
@@ -156,13 +160,13 @@ void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, const float *bi
     free(o);
 }
 
-void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, void *s) {
+void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, void *stream) {
     const char *op = "cd_cuda_add_bf16";
     if (n <= 0 || EMU_DEV(op, a, B2(n)) || EMU_DEV(op, b, B2(n)) || EMU_DEV(op, y, B2(n))) return;
     for (int64_t i = 0; i < n; i++) y[i] = emu_f2bf(emu_bf2f(a[i]) + emu_bf2f(b[i]));
 }
 
-void cd_cuda_add_bias_nc_bf16(uint16_t *y, const float *bias, int n, int c, int hw, void *s) {
+void cd_cuda_add_bias_nc_bf16(uint16_t *y, const float *bias, int n, int c, int hw, void *stream) {
     const char *op = "cd_cuda_add_bias_nc_bf16";
     int64_t nc = (int64_t)n * c;
     if (nc * hw <= 0 || EMU_DEV(op, y, B2(nc * hw)) || EMU_DEV(op, bias, F4(nc))) return;
@@ -170,11 +174,12 @@ void cd_cuda_add_bias_nc_bf16(uint16_t *y, const float *bias, int n, int c, int 
 }
 
 static int overlap16(const char *op, const uint16_t *y, int64_t ny, const uint16_t *x, int64_t nx) {
+    y = emu_real(y), x = emu_real(x);
     if (y < x + nx && x < y + ny) return emu_fail(__FILE__, __LINE__, op, "output and input overlap (the GPU kernel would race)");
     return 0;
 }
 
-void cd_cuda_upsample2x_fwd_bf16(uint16_t *y, const uint16_t *x, int n, int c, int h, int w, void *s) {
+void cd_cuda_upsample2x_fwd_bf16(uint16_t *y, const uint16_t *x, int n, int c, int h, int w, void *stream) {
     const char *op = "cd_cuda_upsample2x_fwd_bf16";
     int64_t nx = (int64_t)n * c * h * w;
     if (nx <= 0 || EMU_DEV(op, x, B2(nx)) || EMU_DEV(op, y, B2(4 * nx)) || overlap16(op, y, 4 * nx, x, nx)) return;
@@ -185,7 +190,7 @@ void cd_cuda_upsample2x_fwd_bf16(uint16_t *y, const uint16_t *x, int n, int c, i
 }
 
 // y[b, cols, rows] = x[b, rows, cols] (bit copies)
-static void transpose16(const char *op, uint16_t *y, const uint16_t *x, int b, int rows, int cols) {
+static void transpose16(const char *op, uint16_t *y, const uint16_t *x, int b, int rows, int cols, void *stream) {
     int64_t nt = (int64_t)b * rows * cols;
     if (b <= 0 || rows <= 0 || cols <= 0 || EMU_DEV(op, x, B2(nt)) || EMU_DEV(op, y, B2(nt)) ||
         overlap16(op, y, nt, x, nt))
@@ -195,14 +200,14 @@ static void transpose16(const char *op, uint16_t *y, const uint16_t *x, int b, i
             for (int c = 0; c < cols; c++)
                 y[i * rows * cols + (int64_t)c * rows + r] = x[i * rows * cols + (int64_t)r * cols + c];
 }
-void cd_cuda_nchw_to_nhwc_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *s) {
-    transpose16("cd_cuda_nchw_to_nhwc_bf16", y, x, n, c, hw);
+void cd_cuda_nchw_to_nhwc_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *stream) {
+    transpose16("cd_cuda_nchw_to_nhwc_bf16", y, x, n, c, hw, stream);
 }
-void cd_cuda_nhwc_to_nchw_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *s) {
-    transpose16("cd_cuda_nhwc_to_nchw_bf16", y, x, n, hw, c);
+void cd_cuda_nhwc_to_nchw_bf16(uint16_t *y, const uint16_t *x, int n, int c, int hw, void *stream) {
+    transpose16("cd_cuda_nhwc_to_nchw_bf16", y, x, n, hw, c, stream);
 }
 
-void cd_cuda_concat_c_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int n, int ca, int cb, int hw, void *s) {
+void cd_cuda_concat_c_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int n, int ca, int cb, int hw, void *stream) {
     const char *op = "cd_cuda_concat_c_bf16";
     int64_t sa = (int64_t)ca * hw, sb = (int64_t)cb * hw, ny = (int64_t)n * (sa + sb);
     if (ny <= 0 || EMU_DEV(op, y, B2(ny)) || EMU_DEV(op, a, B2(n * sa)) || EMU_DEV(op, b, B2(n * sb)) ||

@@ -6,20 +6,20 @@
 #include "kernels/emu/emu.h"
 
 int emu_no_overlap(const char *op, const void *a, size_t an, const void *b, size_t bn) {
-    const char *x = a, *y = b;
+    const char *x = emu_real(a), *y = emu_real(b);   // handles or host addresses, compared alike
     if (!a || !b || !an || !bn || x + an <= y || y + bn <= x) return 0;
     return emu_fail(__FILE__, __LINE__, op, "output and input overlap (the GPU kernel would race)");
 }
 #define no_overlap emu_no_overlap
 
 #define UNARY(name, cpu)                                                                           \
-    void cd_cuda_##name(float *y, const float *x, int64_t n, void *s) {                            \
+    void cd_cuda_##name(float *y, const float *x, int64_t n, void *stream) {                       \
         if (n <= 0 || EMU_DEV("cd_cuda_" #name, x, F4(n)) || EMU_DEV("cd_cuda_" #name, y, F4(n))) \
             return;                                                                                \
         cpu(y, x, n);                                                                              \
     }
 #define UNARY_BWD(name, cpu)                                                                          \
-    void cd_cuda_##name(float *dx, const float *dy, const float *x, int64_t n, void *s) {             \
+    void cd_cuda_##name(float *dx, const float *dy, const float *x, int64_t n, void *stream) {        \
         if (n <= 0 || EMU_DEV("cd_cuda_" #name, dy, F4(n)) || EMU_DEV("cd_cuda_" #name, x, F4(n)) ||   \
             EMU_DEV("cd_cuda_" #name, dx, F4(n)))                                                      \
             return;                                                                                   \
@@ -44,30 +44,33 @@ static const float *biased(const float *x, const float *bias, int64_t n, int c, 
     return t;
 }
 
-static int geglu_check(const char *op, const float *y, const float *x, const float *bias, int64_t n, int c) {
+// (the caller translates y, x, bias afterwards)
+static int geglu_check(const char *op, float *y, const float *x, const float *bias, int64_t n, int c, void *stream) {
     return EMU_DEV(op, x, F4(n * 2 * c)) || EMU_DEV(op, y, F4(n * c)) || EMU_OPT(op, bias, F4(2 * c)) ||
            no_overlap(op, y, F4(n * c), x, F4(n * 2 * c));
 }
 
-void cd_cuda_geglu_fwd(float *y, const float *x, int64_t n, int c, void *s) {
-    cd_cuda_bias_geglu_fwd(y, x, NULL, n, c, s);
+void cd_cuda_geglu_fwd(float *y, const float *x, int64_t n, int c, void *stream) {
+    cd_cuda_bias_geglu_fwd(y, x, NULL, n, c, stream);
 }
-void cd_cuda_bias_geglu_fwd(float *y, const float *x, const float *bias, int64_t n, int c, void *s) {
-    if (n * c <= 0 || geglu_check("cd_cuda_bias_geglu_fwd", y, x, bias, n, c)) return;
+void cd_cuda_bias_geglu_fwd(float *y, const float *x, const float *bias, int64_t n, int c, void *stream) {
+    if (n * c <= 0 || geglu_check("cd_cuda_bias_geglu_fwd", y, x, bias, n, c, stream)) return;
+    EMU_XLATE(y), EMU_XLATE(x), EMU_XLATE(bias);
     float *o;
     const float *xb = biased(x, bias, n, c, &o);
     cd_geglu_fwd(y, xb, n, c);
     free(o);
 }
-void cd_cuda_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, int c, void *s) {
-    cd_cuda_bias_geglu_bwd(dx, dy, x, NULL, n, c, s);
+void cd_cuda_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, int c, void *stream) {
+    cd_cuda_bias_geglu_bwd(dx, dy, x, NULL, n, c, stream);
 }
 void cd_cuda_bias_geglu_bwd(float *dx, const float *dy, const float *x, const float *bias, int64_t n, int c,
-                            void *s) {
+                            void *stream) {
     const char *op = "cd_cuda_bias_geglu_bwd";
-    if (n * c <= 0 || EMU_DEV(op, dy, F4(n * c)) || geglu_check(op, dx, x, bias, n, c) ||
+    if (n * c <= 0 || EMU_DEV(op, dy, F4(n * c)) || geglu_check(op, dx, x, bias, n, c, stream) ||
         EMU_DEV(op, dx, F4(n * 2 * c)))
         return;
+    EMU_XLATE(x), EMU_XLATE(bias);
     float *o;
     const float *xb = biased(x, bias, n, c, &o);
     cd_geglu_bwd(dx, dy, xb, n, c);
@@ -75,20 +78,20 @@ void cd_cuda_bias_geglu_bwd(float *dx, const float *dy, const float *x, const fl
 }
 
 // ---- arithmetic --------------------------------------------------------------------------------
-void cd_cuda_add(float *y, const float *a, const float *b, int64_t n, void *s) {
+void cd_cuda_add(float *y, const float *a, const float *b, int64_t n, void *stream) {
     const char *op = "cd_cuda_add";
     if (n <= 0 || EMU_DEV(op, a, F4(n)) || EMU_DEV(op, b, F4(n)) || EMU_DEV(op, y, F4(n))) return;
     cd_add(y, a, b, n);
 }
-void cd_cuda_acc(float *y, const float *x, int64_t n, void *s) {
+void cd_cuda_acc(float *y, const float *x, int64_t n, void *stream) {
     if (n <= 0 || EMU_DEV("cd_cuda_acc", x, F4(n)) || EMU_DEV("cd_cuda_acc", y, F4(n))) return;
     cd_acc(y, x, n);
 }
-void cd_cuda_scale(float *y, float sc, int64_t n, void *s) {
+void cd_cuda_scale(float *y, float sc, int64_t n, void *stream) {
     if (n <= 0 || EMU_DEV("cd_cuda_scale", y, F4(n))) return;
     cd_scale(y, sc, n);
 }
-void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *s) {
+void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *stream) {
     const char *op = "cd_cuda_add_bias_nc";
     int64_t nc = (int64_t)n * c;
     if (nc * hw <= 0 || EMU_DEV(op, y, F4(nc * hw)) || EMU_DEV(op, bias, F4(nc))) return;
@@ -96,14 +99,14 @@ void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void
 }
 
 // ---- resampling and layout ------------------------------------------------------------------------
-void cd_cuda_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w, void *s) {
+void cd_cuda_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w, void *stream) {
     const char *op = "cd_cuda_upsample2x_fwd";
     int64_t nx = (int64_t)n * c * h * w;
     if (nx <= 0 || EMU_DEV(op, x, F4(nx)) || EMU_DEV(op, y, F4(4 * nx)) || no_overlap(op, y, F4(4 * nx), x, F4(nx)))
         return;
     cd_upsample2x_fwd(y, x, n, c, h, w);
 }
-void cd_cuda_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w, void *s) {
+void cd_cuda_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w, void *stream) {
     const char *op = "cd_cuda_upsample2x_bwd";
     int64_t nx = (int64_t)n * c * h * w;
     if (nx <= 0 || EMU_DEV(op, dy, F4(4 * nx)) || EMU_DEV(op, dx, F4(nx)) ||
@@ -111,18 +114,21 @@ void cd_cuda_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int
         return;
     cd_upsample2x_bwd(dx, dy, n, c, h, w);
 }
-static int layout_check(const char *op, const void *y, const void *x, int64_t bytes) {
+// (the caller translates y, x afterwards)
+static int layout_check(const char *op, void *y, const void *x, int64_t bytes, void *stream) {
     return EMU_DEV(op, x, bytes) || EMU_DEV(op, y, bytes) || no_overlap(op, y, bytes, x, bytes);
 }
-void cd_cuda_nchw_to_nhwc(float *y, const float *x, int n, int c, int hw, void *s) {
-    if (n <= 0 || c <= 0 || hw <= 0 || layout_check("cd_cuda_nchw_to_nhwc", y, x, F4((int64_t)n * c * hw))) return;
+void cd_cuda_nchw_to_nhwc(float *y, const float *x, int n, int c, int hw, void *stream) {
+    if (n <= 0 || c <= 0 || hw <= 0 || layout_check("cd_cuda_nchw_to_nhwc", y, x, F4((int64_t)n * c * hw), stream)) return;
+    EMU_XLATE(y), EMU_XLATE(x);
     cd_nchw_to_nhwc(y, x, n, c, hw);
 }
-void cd_cuda_nhwc_to_nchw(float *y, const float *x, int n, int c, int hw, void *s) {
-    if (n <= 0 || c <= 0 || hw <= 0 || layout_check("cd_cuda_nhwc_to_nchw", y, x, F4((int64_t)n * c * hw))) return;
+void cd_cuda_nhwc_to_nchw(float *y, const float *x, int n, int c, int hw, void *stream) {
+    if (n <= 0 || c <= 0 || hw <= 0 || layout_check("cd_cuda_nhwc_to_nchw", y, x, F4((int64_t)n * c * hw), stream)) return;
+    EMU_XLATE(y), EMU_XLATE(x);
     cd_nhwc_to_nchw(y, x, n, c, hw);
 }
-void cd_cuda_concat_c(float *y, const float *a, const float *b, int n, int ca, int cb, int hw, void *s) {
+void cd_cuda_concat_c(float *y, const float *a, const float *b, int n, int ca, int cb, int hw, void *stream) {
     const char *op = "cd_cuda_concat_c";
     int64_t na = (int64_t)n * ca * hw, nb = (int64_t)n * cb * hw;
     if (na + nb <= 0 || EMU_DEV(op, y, F4(na + nb)) || EMU_DEV(op, a, F4(na)) || EMU_DEV(op, b, F4(nb)) ||
@@ -130,7 +136,7 @@ void cd_cuda_concat_c(float *y, const float *a, const float *b, int n, int ca, i
         return;
     cd_concat_c(y, a, b, n, ca, cb, hw);
 }
-void cd_cuda_split_c(float *da, float *db, const float *dy, int n, int ca, int cb, int hw, void *s) {
+void cd_cuda_split_c(float *da, float *db, const float *dy, int n, int ca, int cb, int hw, void *stream) {
     const char *op = "cd_cuda_split_c";
     int64_t na = (int64_t)n * ca * hw, nb = (int64_t)n * cb * hw;
     if (na + nb <= 0 || EMU_DEV(op, dy, F4(na + nb)) || EMU_OPT(op, da, F4(na)) || EMU_OPT(op, db, F4(nb)) ||
@@ -141,14 +147,14 @@ void cd_cuda_split_c(float *da, float *db, const float *dy, int n, int ca, int c
 
 // ---- embeddings -------------------------------------------------------------------------------------
 void cd_cuda_timestep_embedding(float *out, const float *t, int n, int dim, int flip_sin_to_cos, float freq_shift,
-                                float max_period, void *s) {
+                                float max_period, void *stream) {
     const char *op = "cd_cuda_timestep_embedding";
     if ((int64_t)n * dim <= 0 || EMU_DEV(op, t, F4(n)) || EMU_DEV(op, out, F4((int64_t)n * dim))) return;
     cd_timestep_embedding(out, t, n, dim, flip_sin_to_cos, freq_shift, max_period);
 }
 
 // The ids (device memory) must be >= 0; returns the largest, or -1 (recorded).
-static int max_id(const char *op, const int32_t *ids, int n) {
+static int max_id(const char *op, const int32_t *ids, int n, void *stream) {
     if (EMU_DEV(op, ids, (size_t)n * sizeof(int32_t))) return -1;
     int m = 0;
     for (int i = 0; i < n; i++) {
@@ -158,19 +164,21 @@ static int max_id(const char *op, const int32_t *ids, int n) {
     return m;
 }
 
-void cd_cuda_embedding_fwd(float *out, const int32_t *ids, const float *table, int n, int c, void *s) {
+void cd_cuda_embedding_fwd(float *out, const int32_t *ids, const float *table, int n, int c, void *stream) {
     const char *op = "cd_cuda_embedding_fwd";
     if ((int64_t)n * c <= 0) return;
-    int m = max_id(op, ids, n);
+    int m = max_id(op, ids, n, stream);
+    EMU_XLATE(ids);
     if (m < 0 || EMU_DEV(op, out, F4((int64_t)n * c)) || EMU_DEV(op, table, F4((int64_t)(m + 1) * c))) return;
     cd_embedding_fwd(out, ids, table, n, c);
 }
 
 void cd_cuda_embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int n, int c,
-                           const uint8_t *row_mask, void *s) {
+                           const uint8_t *row_mask, void *stream) {
     const char *op = "cd_cuda_embedding_bwd";
     if ((int64_t)n * c <= 0) return;
-    int m = max_id(op, ids, n);
+    int m = max_id(op, ids, n, stream);
+    EMU_XLATE(ids);
     if (m < 0 || EMU_DEV(op, dout, F4((int64_t)n * c)) || EMU_DEV(op, dtable, F4((int64_t)(m + 1) * c)) ||
         EMU_OPT(op, row_mask, (size_t)m + 1))
         return;

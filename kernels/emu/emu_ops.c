@@ -11,7 +11,7 @@
 // there is gone, as on the GPU. NULL on failure (recorded).
 void *emu_scratch_use(void *stream, size_t bytes) {
     void *p = cd_cuda_scratch(stream, bytes);
-    if (p) memset(p, 0xff, bytes);
+    if (p) memset(emu_real(p), 0xff, bytes);
     return p;
 }
 
@@ -79,10 +79,11 @@ double cd_cuda_gemm_rate_gflops(int n, int bf16, void *stream) {
     void *A = cd_cuda_malloc(nn * es), *B = cd_cuda_malloc(nn * es), *C = cd_cuda_malloc(nn * 4);
     double rate = -1;
     if (A && B && C) {
+        void *ha = emu_real(A), *hb = emu_real(B);   // the .cu fills them on the device
         for (size_t i = 0; i < nn; i++) {
             float v = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-            if (bf16) { ((uint16_t *)A)[i] = emu_f2bf(v); ((uint16_t *)B)[i] = emu_f2bf(-v); }
-            else { ((float *)A)[i] = v; ((float *)B)[i] = -v; }
+            if (bf16) { ((uint16_t *)ha)[i] = emu_f2bf(v); ((uint16_t *)hb)[i] = emu_f2bf(-v); }
+            else { ((float *)ha)[i] = v; ((float *)hb)[i] = -v; }
         }
         double t0 = now_s();
         if (bf16) cd_cuda_gemm_bf16(0, 0, n, n, n, 1.f, A, n, B, n, 0.f, C, n, 0, stream);
@@ -217,6 +218,7 @@ void cd_cuda_groupnorm_fwd(float *y, float *mean, float *rstd, const float *x, c
                            int c, int hw, int groups, float eps, int silu, void *stream) {
     const char *op = "cd_cuda_groupnorm_fwd";
     if (n <= 0 || emu_gn_fwd_prep(op, mean, rstd, g, b, n, c, hw, groups, stream)) return;
+    EMU_XLATE(mean), EMU_XLATE(rstd), EMU_XLATE(g), EMU_XLATE(b);
     int64_t nt = (int64_t)n * c * hw;
     if (EMU_DEV(op, x, F4(nt)) || EMU_DEV(op, y, F4(nt))) return;
     cd_groupnorm_fwd(y, mean, rstd, x, g, b, n, c, hw, groups, eps, silu);
@@ -237,8 +239,9 @@ void cd_cuda_groupnorm_bwd(float *dx, float *dg, float *db, const float *dy, con
 }
 
 // ---- loss, optimizer, sum of squares ------------------------------------------------------------------
-double cd_cuda_mse_fwd_bwd(float *grad, const float *a, const float *b, const float *mask, int64_t n, float scale,
-                           void *stream) {
+// Both return a value on the host: the .cu synchronises the stream (so the tracker retires it).
+static double mse_run(float *grad, const float *a, const float *b, const float *mask, int64_t n, float scale,
+                      void *stream) {
     const char *op = "cd_cuda_mse_fwd_bwd";
     if (!emu_scratch_use(stream, sizeof(double))) return NAN;
     if (n <= 0) return 0;
@@ -246,12 +249,23 @@ double cd_cuda_mse_fwd_bwd(float *grad, const float *a, const float *b, const fl
         return NAN;
     return cd_mse_fwd_bwd(grad, a, b, mask, n, scale);
 }
+double cd_cuda_mse_fwd_bwd(float *grad, const float *a, const float *b, const float *mask, int64_t n, float scale,
+                           void *stream) {
+    double r = mse_run(grad, a, b, mask, n, scale, stream);
+    emu_retire(stream, 0);
+    return r;
+}
 
-double cd_cuda_sumsq(const float *x, int64_t n, void *stream) {
+static double sumsq_run(const float *x, int64_t n, void *stream) {
     if (!emu_scratch_use(stream, sizeof(double))) return NAN;
     if (n <= 0) return 0;
     if (EMU_DEV("cd_cuda_sumsq", x, F4(n))) return NAN;
     return cd_sumsq(x, n);
+}
+double cd_cuda_sumsq(const float *x, int64_t n, void *stream) {
+    double r = sumsq_run(x, n, stream);
+    emu_retire(stream, 0);
+    return r;
 }
 
 void cd_cuda_adamw_step(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
