@@ -132,8 +132,7 @@ int cd_trainer_cuda_new(cd_trainer_cuda **out, cd_trainer *tr, int precision) {
 void cd_trainer_cuda_free(cd_trainer_cuda *g) {
     if (!g) return;
     if (g->st) cd_cuda_sync(g->st);
-    if (g->unet) cd_unet_cuda_train_free(g->unet);
-    cd_unet_cuda_free(g->unet);
+    cd_unet_cuda_free(g->unet);   // its training state too
     cd_clip_text_cuda_free(g->text);
     cd_vae_cuda_free(g->vae);
     float *dev[] = {g->rowgrad, g->adam, g->zt, g->pred, g->dpred, g->tf, g->ctx, g->dctx};

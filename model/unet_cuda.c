@@ -13,20 +13,8 @@
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
 #include "model/nn16_cuda.h"
+#include "model/unet_cuda_internal.h"
 #include "core/half.h"
-
-struct cd_unet_cuda {
-    nn_dev d;              // weights and activation arena
-    cd_unet *u;
-    float *hact;           // host copy buffer for the act callback
-    int64_t hact_n;
-    cd_unet_act_fn acts;
-    void *act_ctx;
-    void *gexec;           // the captured forward (cd_cuda_graph_*), valid for gkey
-    const void *gkey[4];   // out, x, t, ctx of the capture
-    int gshape[4], gbf, gtf;
-    int b16;               // the walk in progress keeps bf16 activations (bf16 mode)
-};
 
 // ---- the walk (model/unet.c: forward) ---------------------------------------------------------
 // One walk for both storages: fp32 activations (fp32/TF32, and nn_cuda.c's layers) or, in bf16
@@ -230,6 +218,7 @@ int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream) {
 
 void cd_unet_cuda_free(cd_unet_cuda *U) {
     if (!U) return;
+    cd_unet_cuda_train_free(U);
     cd_cuda_graph_destroy(U->gexec);
     nn_dev_free(&U->d);
     free(U->hact);

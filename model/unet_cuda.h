@@ -62,7 +62,7 @@ double cd_unet_cuda_flops(const cd_unet_cuda *g);
 // copies are the fp32 masters the optimizer updates in place. Calling it again rebuilds the
 // training state (after the mode or the parameter list changed).
 int cd_unet_cuda_train_setup(cd_unet_cuda *g);
-// Frees the training state (gradients, activation heap); call before cd_unet_cuda_free.
+// Frees the training state (gradients, activation heap); cd_unet_cuda_free does it too.
 void cd_unet_cuda_train_free(cd_unet_cuda *g);
 int cd_unet_cuda_nparams(const cd_unet_cuda *g);             // == u's trainable param count, same order
 float *cd_unet_cuda_param_dev(cd_unet_cuda *g, int i);       // device fp32 weight of param i

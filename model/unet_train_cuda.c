@@ -3,9 +3,8 @@
 // device layers of model/nn_train_cuda.c. Saved activations live in per-layer tapes of this
 // file's state; all device activations come from one heap planned by a dry pass per shape.
 //
-// The handle's struct is private to model/unet_cuda.c; this file relies on it beginning with
-// `nn_dev d; cd_unet *u;` (see unet_head below) and keeps its own state in a list keyed by the
-// handle (cd_unet_cuda_train_setup creates it, cd_unet_cuda_train_free drops it).
+// The state hangs on the handle (model/unet_cuda_internal.h: cd_unet_cuda_train_setup creates
+// it, cd_unet_cuda_train_free drops it; cd_unet_cuda_free calls the latter).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +15,14 @@
 #ifdef CD_CUDA
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
+#include "model/unet_cuda_internal.h"
 
-typedef struct { nn_dev d; cd_unet *u; } unet_head;   // model/unet_cuda.c's first members
+typedef struct cd_unet_cuda unet_head;
 #define NSKIP (CD_UNET_MAX_BLOCKS * (MAXL + 1) + 1)
 
 typedef struct { nn_tres res[MAXL]; nn_ttr att[MAXL]; int H, W; } tblk;
 
-typedef struct tstate {
+typedef struct cd_unet_train_state {
     const cd_unet_cuda *key;
     void *st;                        // the handle's stream (kept: the handle may be gone at free)
     int owns_device;                 // 0 for the planning-only state (no device memory)
@@ -39,16 +39,9 @@ typedef struct tstate {
     int trained, B, H, W, M, ckpt;
     const float *emb, *ctx, *hlast, *ost, *mid_in;
     const float *skips[NSKIP], *down_in[CD_UNET_MAX_BLOCKS], *up_in[CD_UNET_MAX_BLOCKS];
-    struct tstate *next;
 } tstate;
 
-static tstate *g_states;
-
-static tstate *find_state(const cd_unet_cuda *g) {
-    for (tstate *s = g_states; s; s = s->next)
-        if (s->key == g) return s;
-    return NULL;
-}
+static tstate *find_state(const cd_unet_cuda *g) { return g ? g->train : NULL; }
 static tstate *need(const cd_unet_cuda *g) {
     tstate *s = find_state(g);
     if (!s) cd_err("unet cuda: training call without cd_unet_cuda_train_setup");
@@ -413,13 +406,10 @@ static void state_free(tstate *S) {
 }
 
 void cd_unet_cuda_train_free(cd_unet_cuda *g) {
-    for (tstate **p = &g_states; *p; p = &(*p)->next)
-        if ((*p)->key == g) {
-            tstate *s = *p;
-            *p = s->next;
-            state_free(s);
-            return;
-        }
+    if (!g || !g->train) return;
+    tstate *s = g->train;
+    g->train = NULL;
+    state_free(s);
 }
 
 // A weight's map entry (no error when absent).
@@ -462,8 +452,7 @@ int cd_unet_cuda_train_setup(cd_unet_cuda *g) {
         state_free(S);
         return cd_err("unet cuda: the model's trainable parameters (%d) do not match its cross-attentions (mode %d)", u->nparams, u->mode);
     }
-    S->next = g_states;
-    g_states = S;
+    g->train = S;
     cd_unet_cuda_zero_grad(g);
     if (cd_cuda_sync(hd->d.st) || cd_cuda_status()) return cd_errctx("unet cuda: training setup");
     return 0;
