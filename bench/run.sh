@@ -21,6 +21,11 @@ PHOTOS=$(BUILD=$BUILD bench/get-photos.sh) && run images "$B/bench_images" "$PHO
 run download "$B/bench_download"
 run clip "$B/bench_clip" 1 8
 run index "$B/bench_index" --n 50000 --nq 500
+# the GPU training step's planned device memory at SD1.5 shapes (a host-only planning pass;
+# needs a CUDA build, the result file is unet-train-plan.txt)
+if "$B/bench_unet_train_plan" > "$R/unet-train-plan.tmp" 2>&1; then
+  mv "$R/unet-train-plan.tmp" "$R/unet-train-plan.txt"; cat "$R/unet-train-plan.txt"
+else echo "== unet-train-plan: skipped ($(tail -1 "$R/unet-train-plan.tmp"))"; rm -f "$R/unet-train-plan.tmp"; fi
 if [ -z "${BENCH_QUICK:-}" ]; then
   run unet "$B/bench_unet" --latent 64 --batch 2
   run train "$B/bench_train"
