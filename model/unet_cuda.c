@@ -1,6 +1,7 @@
 // UNet forward on the GPU (see model/unet_cuda.h): model/unet.c's walk with the CUDA twins;
-// layers and the device arena in model/nn_cuda.c. The top-level walk keeps block outputs and
-// skips until the forward ends; the arena is reset at the next forward.
+// layers and the device arena in model/nn_cuda.c, bf16 mode's bf16-activation layers in
+// model/nn16_cuda.c. The top-level walk keeps block outputs and skips until the forward ends;
+// the arena is reset at the next forward.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

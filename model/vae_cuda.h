@@ -24,6 +24,9 @@ int cd_vae_cuda_encode_dev(cd_vae_cuda *v, float *d_mean, float *d_logvar, const
 // Host in/out variant of cd_vae_cuda_encode_dev.
 int cd_vae_cuda_encode(cd_vae_cuda *v, float *mean, float *logvar, const float *pixels, int B,
                        int H, int W);
+// bf16 mode (on = 1): bf16 weight copies, fp32 accumulation; the decoder keeps bf16 activations
+// between layers (model/nn16_cuda.h; latents in and image out stay fp32), the encoder fp32
+// activations with bf16 convolution/GEMM inputs.
 int cd_vae_cuda_set_bf16(cd_vae_cuda *v, int on);
 int cd_vae_cuda_has_encoder(const cd_vae_cuda *v);     // 1 when the encoder tensors were bound
 int64_t cd_vae_cuda_arena_bytes(const cd_vae_cuda *v);

@@ -5,7 +5,8 @@
 // and linear (SD2.x) projections. Each is held within TOL16 of the CPU, next to the error of
 // model/nn_cuda.c's bf16 mode (fp32 activations, bf16 GEMM inputs) printed for comparison; the
 // FLOP count must equal nn_cuda.c's; a second run at the same shape must allocate nothing; a NaN
-// weight must make the comparison fail. `make test` runs it on the host emulation of the CUDA
+// weight must make the comparison fail; without the weights' bf16 copies a layer must fail the
+// forward with a message. `make test` runs it on the host emulation of the CUDA
 // ops (kernels/emu/); on a GPU (make test-cuda) it checks the real kernels.
 #include <math.h>
 #include <stdio.h>
@@ -194,6 +195,26 @@ TEST(t16_nan_fails) {
     lcase b = {.kind = K_TR, .B = 1, .H = 4, .W = 4, .cin = 80, .cout = 80, .heads = 2, .cdim = 16, .M = 3, .layers = 1};
     run_case(&b, "transformer with a NaN weight", 1);
 }
+
+// Without nn_dev_set_bf16 there are no bf16 weight copies: the layer fails the forward (sticky
+// g->err, a message naming the cause) instead of reading NULL weights.
+TEST(t16_needs_bf16_weights) {
+    lcase L = {.kind = K_CONV, .B = 1, .H = 4, .W = 4, .cin = 8, .cout = 8, .k = 3, .s = 1};
+    cd_weights ws;
+    cd_weights_init(&ws, "no bf16");
+    nn_dev g;
+    memset(&g, 0, sizeof g);
+    CHECK_OK(bind(&L, &ws));
+    CHECK_OK(nn_dev_upload(&g, &ws, "no bf16"));
+    nn_dev_begin(&g);
+    uint16_t *x = nn_da16(&g, 128), *y = nn_da16(&g, 128);
+    cd_errclear();
+    if (y) nn16_conv(&g, &L.c, y, x, 1, 4, 4);
+    int err = g.err, named = strstr(cd_errmsg(), "bf16 copies") != NULL;
+    nn_dev_free(&g);
+    cd_weights_free(&ws);
+    CHECKF(y && err && named, "nn16_conv without bf16 weights: err %d, message '%s'", err, cd_errmsg());
+}
 #endif
 
 int main(void) {
@@ -204,10 +225,12 @@ int main(void) {
         RUN(t16_attention);
         RUN(t16_transformer);
         RUN(t16_nan_fails);
+        RUN(t16_needs_bf16_weights);
         return tl_done();
     }
 #endif
     printf("SKIP t16_resnet: %s\nSKIP t16_attention: %s\nSKIP t16_transformer: %s\nSKIP t16_nan_fails: %s\n", why,
            why, why, why);
+    printf("SKIP t16_needs_bf16_weights: %s\n", why);
     return 0;
 }

@@ -131,8 +131,7 @@ static void bwd_via_fp32(float *dq, float *dk, float *dv, const uint16_t *dout, 
     cd_cuda_bf16_to_f32(fk, k, nk, stream);
     cd_cuda_bf16_to_f32(fv, v, nk, stream);
     cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
-    cd_cuda_sync(stream);   // as the .cu: the widened copies are in use until the stream is done
-    cd_cuda_free(buf);
+    cd_cuda_free(buf);   // (the .cu keeps one buffer per stream; no synchronisation either way)
 }
 
 void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
