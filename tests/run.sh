@@ -3,7 +3,7 @@
 # the host emulation of the CUDA ops, build/emu/tests/test_*) and script (tests/test_*.sh), counts the
 # PASS and FAIL lines, and ends with "N passed, N failed". A binary that exits non-zero
 # without printing a FAIL line (a crash) counts as one failure.
-# Usage: tests/run.sh [cuda]   (cuda: only the *_cuda tests, on a GPU machine)
+# Usage: tests/run.sh [cuda]   (cuda: only the *_cuda tests and tests/*_cuda.sh, on a GPU machine)
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 export BUILD
@@ -52,12 +52,11 @@ if [ "$mode" = cpu ]; then
     run_one "emu/$n" env BUILD="$BUILD/emu" "$t"
   done
 fi
-if [ "$mode" = cpu ]; then
-  for s in tests/test_*.sh; do
-    [ -f "$s" ] || continue
-    run_one "$(basename "$s")" sh "$s"
-  done
-fi
+for s in tests/test_*.sh; do
+  [ -f "$s" ] || continue
+  case "$mode:$s" in cpu:*_cuda.sh) continue;; cuda:*_cuda.sh) ;; cuda:*) continue;; esac
+  run_one "$(basename "$s")" sh "$s"
+done
 echo "(log: $log; $skip skipped)"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
