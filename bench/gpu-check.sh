@@ -148,13 +148,13 @@ build() {
 # the model-level binaries: each links on its own (a missing dependency fails that one only)
 build_model_bins() {
   local ok=0 src out
-  for src in tests/test_unet_cuda.c bench/bench_unet_cuda.c bench/bench_train_cuda.c; do
+  for src in tests/test_unet_cuda.c tests/test_nn16_cuda.c tests/test_unet_train_cuda.c bench/bench_unet_cuda.c bench/bench_train_cuda.c; do
     out="$B/$(basename "$src" .c)"; rm -f "$out"
     if [ ! -f "$src" ]; then echo "  $src: not in this checkout"; continue; fi
     if gcc $MCFL "$src" $MLIBS -o "$out" >> "$B/build-model.log" 2>&1; then ok=$((ok + 1))
     else echo "  link failed: $src (see $B/build-model.log):"; grep -E 'error|undefined' "$B/build-model.log" | tail -8 | sed 's/^/    /'; fi
   done
-  echo "model binaries: $ok of 3 built"
+  echo "model binaries: $ok of 5 built"
 }
 rm -rf "$B"/*.o "$B"/m "$B"/build-*.log
 if ( build ); then echo "build: ok ($(ls "$B"/*.o | wc -l) kernel/core objects, $(ls "$B"/m/*.o 2>/dev/null | wc -l) model/core objects)"; BUILD_OK=1
@@ -216,6 +216,10 @@ if [ "$BUILD_OK" = 1 ]; then
   elif [ -x "$B/test_unet_cuda" ] && [ "$(left)" -gt 100 ]; then
     hdr "3b. tests/test_unet_cuda.c: GPU vs CPU UNet forward (random tiny models; golden cases: step 4)"
     timeout "$(bound 45)" "$B/test_unet_cuda" 2>&1 | tail -30; echo "test_unet_cuda: exit ${PIPESTATUS[0]}"
+    for t in test_nn16_cuda test_unet_train_cuda; do   # bf16 activation layers; the training walk
+      [ -x "$B/$t" ] && [ "$(left)" -gt 90 ] || continue
+      timeout "$(bound 40)" "$B/$t" 2>&1 | tail -20; echo "$t: exit ${PIPESTATUS[0]}"
+    done
   fi
 
 fi
