@@ -5,8 +5,9 @@
 //
 //   bench_unet_train_plan [--batch N] [--latent N]
 //
-// Device memory of a step = weights (every tensor fp32, plus bf16 copies in bf16 mode: what
-// model/nn_cuda.c's nn_dev uploads) + trainable gradients + AdamW moments (2 x params) +
+// Device memory of a step = weights (fp32: every tensor fp32; bf16: every tensor as bf16, plus
+// fp32 copies of the vectors (biases, norms) and of the trainable tensors, as model/nn_cuda.c's
+// nn_dev_drop_f32 leaves them) + trainable gradients + AdamW moments (2 x params) +
 // the planned activation heap. Not counted: cuDNN/cuBLAS workspaces (cd_cuda_scratch), the
 // CUDA context, the VAE and text encoder.
 #include <stdio.h>
@@ -30,8 +31,11 @@ int main(int argc, char **argv) {
     cd_weights_init(&ws, "sd15 random");
     cd_unet *u = NULL;
     if (cd_unet_new_random(&u, &c, &ws, 1)) { fprintf(stderr, "bench_unet_train_plan: %s\n", cd_errmsg()); return 1; }
-    int64_t nw = 0;
-    for (int i = 0; i < ws.n; i++) nw += ws.w[i].numel;
+    int64_t nw = 0, nvec = 0;
+    for (int i = 0; i < ws.n; i++) {
+        nw += ws.w[i].numel;
+        if (ws.w[i].ndim < 2) nvec += ws.w[i].numel;
+    }
     printf("SD v1.5 UNet: %.1f M parameters; step at batch %d, latent %dx%d (%d px), %d context tokens\n",
            nw / 1e6, B, L, L, 8 * L, M);
     printf("%-14s %-5s %-6s %12s %12s %12s %12s %10s\n", "mode", "prec", "ckpt", "weights GB", "optim GB",
@@ -50,7 +54,7 @@ int main(int argc, char **argv) {
                 int64_t heap = cd_unet_cuda_train_plan(u, bf, B, L, L, M, &flops);
                 double dt = (double)clock() / CLOCKS_PER_SEC - t0;
                 if (heap < 0) { fprintf(stderr, "bench_unet_train_plan: %s\n", cd_errmsg()); return 1; }
-                double wgb = nw * (bf ? 6.0 : 4.0) / 1e9, ogb = ntr * 12.0 / 1e9;   // grads + m + v
+                double wgb = (bf ? nw * 2.0 + (nvec + ntr) * 4.0 : nw * 4.0) / 1e9, ogb = ntr * 12.0 / 1e9;   // grads + m + v
                 printf("%-14s %-5s %-6s %12.2f %12.3f %12.2f %12.2f %10.2f   (planned in %.2f s)\n",
                        modes[mi] == CD_TRAIN_CROSSATTN ? "crossattn" : "crossattn_kv", bf ? "bf16" : "fp32",
                        ck ? "on" : "off", wgb, ogb, heap / 1e9, wgb + ogb + heap / 1e9, flops / 1e12, dt);

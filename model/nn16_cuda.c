@@ -17,17 +17,18 @@ uint16_t *nn16_from_f32(nn_dev *g, const float *x, int64_t n) {
 
 // bf16 copy of a weight; a missing one (not uploaded, or bf16 mode off) fails the forward.
 static const uint16_t *w16(nn_dev *g, const float *h) {
-    if (!h || !nn_dw(g, h)) return NULL;   // nn_dw records a weight that was not uploaded
-    const uint16_t *d = NULL;
-    for (int lo = 0, hi = g->nmap - 1; lo <= hi;) {   // g->map is sorted by host pointer
+    if (!h) return NULL;
+    const nn_dmap *e = NULL;
+    for (int lo = 0, hi = g->nmap - 1; lo <= hi && !e;) {   // g->map is sorted by host pointer
         int m = (lo + hi) / 2;
-        const nn_dmap *e = &g->map[m];
-        if (h < e->h) hi = m - 1;
-        else if (h >= e->h + e->n) lo = m + 1;
-        else { d = e->b ? e->b + (h - e->h) : NULL; break; }
+        if (h < g->map[m].h) hi = m - 1;
+        else if (h >= g->map[m].h + g->map[m].n) lo = m + 1;
+        else e = &g->map[m];
     }
+    const uint16_t *d = e && e->b ? e->b + (h - e->h) : NULL;
     if (!d && !g->err) {
-        cd_err("cuda: bf16 forward without the weights' bf16 copies (nn_dev_set_bf16 not called)");
+        if (!e) cd_err("cuda: a weight of the model is not among the uploaded tensors (rebound without uploading again?)");
+        else cd_err("cuda: bf16 forward without the weights' bf16 copies (nn_dev_set_bf16 not called)");
         g->err = 1;
     }
     return d;

@@ -20,6 +20,7 @@ static int cmp_map(const void *a, const void *b) {
 }
 
 int nn_dev_upload(nn_dev *g, cd_weights *ws, const char *what) {
+    g->dropped = 0;
     size_t total = 0;
     for (int i = 0; i < ws->n; i++) total += ALIGN(ws->w[i].numel * sizeof(float));
     if (total > g->wbytes) {
@@ -38,7 +39,7 @@ int nn_dev_upload(nn_dev *g, cd_weights *ws, const char *what) {
         float *d = (float *)(g->wbuf + off);
         if (cd_cuda_memcpy_h2d(d, w->data, (size_t)w->numel * sizeof(float), g->st))
             return cd_err("%s cuda: uploading '%s' failed", what, w->name);
-        g->map[g->nmap++] = (nn_dmap){w->data, w->numel, d, NULL};
+        g->map[g->nmap++] = (nn_dmap){w->data, w->numel, d, NULL, w->ndim};
         off += ALIGN(w->numel * sizeof(float));
     }
     qsort(g->map, g->nmap, sizeof *g->map, cmp_map);
@@ -47,8 +48,63 @@ int nn_dev_upload(nn_dev *g, cd_weights *ws, const char *what) {
     return 0;
 }
 
+// Every fp32 copy back from the host weights (after nn_dev_drop_f32), into one allocation.
+static int restore_f32(nn_dev *g) {
+    size_t total = 0;
+    for (int i = 0; i < g->nmap; i++) total += ALIGN(g->map[i].n * sizeof(float));
+    char *buf = cd_cuda_malloc(total ? total : 256);
+    if (!buf) return cd_err("cuda: cannot allocate %.2f GiB for the fp32 weights", total / 1073741824.0);
+    size_t off = 0;
+    for (int i = 0; i < g->nmap; i++) {
+        nn_dmap *e = &g->map[i];
+        float *d = (float *)(buf + off);
+        if (cd_cuda_memcpy_h2d(d, e->h, (size_t)e->n * sizeof(float), g->st)) { cd_cuda_free(buf); return -1; }
+        e->d = d;
+        off += ALIGN(e->n * sizeof(float));
+    }
+    if (cd_cuda_sync(g->st) || cd_cuda_status()) { cd_cuda_free(buf); return cd_err("cuda: restoring the fp32 weights failed"); }
+    cd_cuda_free(g->wbuf);
+    g->wbuf = buf;
+    g->wbytes = total;
+    g->dropped = 0;
+    return 0;
+}
+
+// Kept in fp32: vectors (biases, norm parameters: fp32 inputs of the bf16 kernels) and what keep claims.
+static int keeps_f32(const nn_dmap *e, int (*keep)(void *, const float *), void *ctx) {
+    return e->ndim < 2 || (keep && keep(ctx, e->h));
+}
+
+int nn_dev_drop_f32(nn_dev *g, int (*keep)(void *ctx, const float *h), void *ctx) {
+    if (!g->bf16 || g->dropped) return 0;
+    size_t total = 0;
+    for (int i = 0; i < g->nmap; i++)
+        if (keeps_f32(&g->map[i], keep, ctx)) total += ALIGN(g->map[i].n * sizeof(float));
+    char *buf = cd_cuda_malloc(total ? total : 256);
+    if (!buf) return cd_err("cuda: cannot allocate %.2f GiB for the kept fp32 weights", total / 1073741824.0);
+    size_t off = 0;
+    for (int i = 0; i < g->nmap; i++) {
+        nn_dmap *e = &g->map[i];
+        if (keeps_f32(e, keep, ctx)) {
+            float *d = (float *)(buf + off);
+            if (cd_cuda_memcpy_d2d(d, e->d, (size_t)e->n * sizeof(float), g->st)) { cd_cuda_free(buf); return -1; }
+            e->d = d;
+            off += ALIGN(e->n * sizeof(float));
+        } else {
+            e->d = NULL;
+        }
+    }
+    if (cd_cuda_sync(g->st) || cd_cuda_status()) { cd_cuda_free(buf); return cd_err("cuda: dropping the fp32 weights failed"); }
+    cd_cuda_free(g->wbuf);
+    g->wbuf = buf;
+    g->wbytes = total;
+    g->dropped = 1;
+    return 0;
+}
+
 // bf16 copies of every uploaded tensor, converted on the device.
 int nn_dev_set_bf16(nn_dev *g, int on) {
+    if (!on && g->dropped) CD_TRY(restore_f32(g));
     if (!on || g->bf16) { g->bf16 = on; return 0; }
     size_t total = 0;
     for (int i = 0; i < g->nmap; i++) total += ALIGN(g->map[i].n * sizeof(uint16_t));
@@ -94,6 +150,11 @@ static const nn_dmap *find(nn_dev *g, const float *h) {
 }
 const float *nn_dw(nn_dev *g, const float *h) {
     const nn_dmap *e = h ? find(g, h) : NULL;
+    if (e && !e->d) {   // nn_dev_drop_f32 freed it: an fp32 op on a bf16-only weight
+        if (!g->err) cd_err("cuda: an fp32 op needs a weight whose fp32 copy was dropped (bf16 mode keeps only bf16 copies of frozen weights)");
+        g->err = 1;
+        return NULL;
+    }
     return e ? e->d + (h - e->h) : NULL;
 }
 // bf16 copy of a weight (bf16 mode only).

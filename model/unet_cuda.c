@@ -202,8 +202,24 @@ static void forward(cd_unet_cuda *U, float *out, const float *x, const float *t,
 }
 
 // ---- API -----------------------------------------------------------------------------------
-int cd_unet_cuda_upload(cd_unet_cuda *U) { return nn_dev_upload(&U->d, U->u->ws, "unet"); }
-int cd_unet_cuda_set_bf16(cd_unet_cuda *U, int on) { return nn_dev_set_bf16(&U->d, on); }
+// The trainable tensors keep their fp32 masters in bf16 mode (nn_dev_drop_f32).
+static int is_trainable(void *ctx, const float *h) {
+    const cd_unet *u = ctx;
+    for (int i = 0; i < u->nparams; i++)
+        if (h >= u->params[i].w && h < u->params[i].w + u->params[i].numel) return 1;
+    return 0;
+}
+// bf16 mode: the frozen weights are bf16 only on the device (their fp32 copies freed).
+static int drop_frozen(cd_unet_cuda *U) { return nn_dev_drop_f32(&U->d, is_trainable, U->u); }
+
+int cd_unet_cuda_upload(cd_unet_cuda *U) {
+    CD_TRY(nn_dev_upload(&U->d, U->u->ws, "unet"));
+    return U->d.bf16 ? drop_frozen(U) : 0;
+}
+int cd_unet_cuda_set_bf16(cd_unet_cuda *U, int on) {
+    CD_TRY(nn_dev_set_bf16(&U->d, on));
+    return on ? drop_frozen(U) : 0;
+}
 
 int cd_unet_cuda_new(cd_unet_cuda **out, cd_unet *u, void *stream) {
     char why[256] = "";
@@ -310,7 +326,7 @@ int cd_unet_cuda_forward_graph(cd_unet_cuda *U, float *d_out, const float *d_x, 
     return 0;
 }
 
-int64_t cd_unet_cuda_weight_bytes(const cd_unet_cuda *U) { return (int64_t)U->d.wbytes; }
+int64_t cd_unet_cuda_weight_bytes(const cd_unet_cuda *U) { return (int64_t)U->d.wbytes + (U->d.bf16 ? (int64_t)U->d.wbytes16 : 0); }
 int64_t cd_unet_cuda_arena_bytes(const cd_unet_cuda *U) { return nn_dev_arena_bytes(&U->d); }
 void *cd_unet_cuda_stream(const cd_unet_cuda *U) { return U->d.st; }
 double cd_unet_cuda_flops(const cd_unet_cuda *U) { return U->d.flops; }

@@ -193,6 +193,26 @@ TEST(checkpointing_and_cpu_agree) {
     fixture_close(&c);
 }
 
+// bf16: the UNet's frozen matrices live on the device as bf16 only (their fp32 copies freed;
+// the trainable K/V keep fp32 masters), so its weights take a bit over half the fp32 bytes.
+TEST(bf16_frozen_weights_bf16_only) {
+    if (!tl_golden() || !have_gpu()) return;
+    fixture a;
+    CHECK_OK(fixture_open(&a, 0));
+    cd_trainer_cuda *g32 = NULL, *g16 = NULL;
+    CHECK_OK(cd_trainer_cuda_new(&g32, &a.tr, CD_PREC_FP32));
+    int64_t w32 = cd_unet_cuda_weight_bytes(cd_trainer_cuda_unet(g32));
+    cd_trainer_cuda_free(g32);
+    CHECK_OK(cd_trainer_cuda_new(&g16, &a.tr, CD_PREC_BF16));
+    int64_t w16 = cd_unet_cuda_weight_bytes(cd_trainer_cuda_unet(g16));
+    double loss;
+    CHECK_OK(steps(g16, &a.b, 1, &loss));   // a bf16 step never needs a dropped fp32 copy
+    CHECKF(w16 < 0.7 * w32 && w16 > 0.5 * w32, "UNet weights: %lld bytes in bf16 mode, %lld in fp32", (long long)w16, (long long)w32);
+    CHECK(isfinite(loss));
+    cd_trainer_cuda_free(g16);
+    fixture_close(&a);
+}
+
 TEST(bad_precision) {
     int p;
     CHECK_ERR(cd_precision_parse("fp16", &p), "not supported");
@@ -207,6 +227,7 @@ int main(void) {
     RUN(golden_train_tiny_sd_bf16);
     RUN(resume_through_host);
     RUN(checkpointing_and_cpu_agree);
+    RUN(bf16_frozen_weights_bf16_only);
     RUN(bad_precision);
     return tl_done();
 }

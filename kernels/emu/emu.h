@@ -1,10 +1,13 @@
 // Internal header of the host emulation of kernels/kernels_cuda.h (kernels/emu/*.c).
 //
 // What it is: every cd_cuda_* symbol implemented on the CPU. "Device" memory is host memory
-// (cd_cuda_malloc fills it with 0xFF bytes, i.e. NaN, so reading memory nobody wrote shows up
-// as NaN as uninitialised GPU memory would); each op checks that its pointers lie inside
-// emulated device memory, mirrors the .cu op's preconditions (records the same refusal with
-// cd_err and the sticky flag of cd_cuda_status()), and runs the CPU reference of
+// behind handles the host cannot dereference (a host read or write of a device pointer faults,
+// as on a GPU; emu_runtime.c), filled with 0xFF bytes (NaN, so reading memory nobody wrote shows
+// up as NaN as uninitialised GPU memory would); each op checks that its pointers lie inside
+// emulated device memory, tracks which stream accessed what since the last synchronisation
+// (an unsynchronised cross-stream access is a "stream race" error), mirrors the .cu op's
+// preconditions (records the same refusal with cd_err and the sticky flag of cd_cuda_status()),
+// and runs the CPU reference of
 // kernels/kernels.h. bf16 storage is converted exactly, the math runs in fp32 and outputs are
 // rounded to bf16 (round to nearest even) where the .cu op rounds them; TF32 mode rounds GEMM
 // and convolution inputs to TF32 (10-bit mantissa) first.

@@ -117,7 +117,7 @@ void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint1
     free(vf);
 }
 
-// D = 160: the .cu widens into one device allocation and runs the fp32 fused backward.
+// D = 160: the .cu widens into a device buffer (kept per stream) and runs the fp32 fused backward.
 static void bwd_via_fp32(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q, const uint16_t *k,
                          const uint16_t *v, const uint16_t *out, const float *lse, int B, int H, int Nq, int Nk, int D,
                          float scale, int detach_k0, void *stream) {
