@@ -149,7 +149,31 @@ if [ -x "$EMU" ]; then
     if [ "$3" = 1 ]; then pass "emu_train_cuda ($1 -> $2)"; else fail emu_train_cuda "loss did not fall: $1 -> $2"; fi
   else fail emu_train_cuda "$(tail -2 "$T/emu.log" | tr '\n' ' ')"; fi
   [ -n "${KEEP_EMU_LOG:-}" ] && cp "$T/emu.log" "$KEEP_EMU_LOG"
+  # resume on the device from the step-6 checkpoint (weights and AdamW state go host -> device):
+  # the same delta, byte for byte, as the uninterrupted 12 steps
+  ck=$(ls -d "$T"/emu/checkpoints/checkpoint-*6 2>/dev/null | head -1)
+  if [ -z "$ck" ]; then fail emu_train_cuda_resume "no step-6 checkpoint in $T/emu/checkpoints"
+  elif "$EMU" $COMMON --instance-data "$T/inst" --class-data "$T/cls" --instance-prompt "photo of a <new1> cat" \
+       --class-prompt "cat" --max-train-steps 12 --learning-rate 2e-2 --train-batch-size 2 --noaug \
+       --checkpointing-steps 0 --device cuda --precision fp32 --resume "$ck" --out "$T/emu_resume" >"$T/emu_r.log" 2>&1 &&
+     cmp -s "$T/emu/delta.safetensors" "$T/emu_resume/delta.safetensors"; then
+    pass emu_train_cuda_resume
+  else fail emu_train_cuda_resume "$(tail -1 "$T/emu_r.log") (or the delta differs from the uninterrupted run)"; fi
+  # class images generated and a validation sample drawn with the device UNet and VAE decoder
+  if "$EMU" $COMMON --instance-data "$T/inst" --instance-prompt "photo of a <new1> cat" --class-data "$T/emu_gen" \
+       --class-prompt "a cat" --with-prior-preservation --num-class-images 2 --train-batch-size 1 \
+       --max-train-steps 2 --checkpointing-steps 0 --validation-prompt "a <new1> cat" --validation-steps 2 \
+       --device cuda --precision bf16 --out "$T/emu_val" >"$T/emu_v.log" 2>&1 &&
+     [ "$(ls "$T/emu_gen" | grep -c '\.jpg$')" = 2 ] && [ -s "$T/emu_val/validation/step-000002.png" ]; then
+    pass emu_train_cuda_prior_validation
+  else fail emu_train_cuda_prior_validation "$(tail -1 "$T/emu_v.log")"; fi
 else echo "SKIP emu_train_cuda: $EMU not built"; fi
+# A CUDA build on a machine without a GPU: --device cuda fails with a message saying so (on a GPU
+# machine it trains)
+if "$BIN/customdiff-train" $COMMON --instance-data "$T/inst" --instance-prompt "a <new1>" --max-train-steps 1 \
+     --checkpointing-steps 0 --device cuda --out "$T/nogpu" >"$T/nogpu.log" 2>&1; then pass device_cuda_ran_on_a_gpu
+elif grep -qi "cuda\|gpu" "$T/nogpu.log" && ! grep -qi "segmentation\|abort" "$T/nogpu.log"; then pass device_cuda_without_gpu_says_so
+else fail device_cuda_without_gpu "$(tail -1 "$T/nogpu.log")"; fi
 
 # ---- export: the diffusers folder samples like base + delta; the Custom Diffusion layout too ---
 if [ -f "$T/run/delta.safetensors" ]; then
