@@ -226,11 +226,21 @@ int cd_trainer_cuda_accumulate(cd_trainer_cuda *g, const cd_train_batch *b, cd_t
     return status("backward");
 }
 
-// Global gradient norm: fp32 sums of squares per tensor, added in double on the host.
+// Global gradient norm: two reductions (every UNet gradient lives in one buffer, the token
+// rows in another), each one synchronisation, added in double on the host.
 static double grad_norm(cd_trainer_cuda *g) {
-    double s = 0;
-    for (int i = 0; i < g->tr->nparams; i++) s += cd_cuda_sumsq(grad_dev(g, i), g->tr->params[i].numel, g->st);
+    int64_t n = 0;
+    float *all = cd_unet_cuda_grad_all(g->unet, &n);
+    double s = n ? cd_cuda_sumsq(all, n, g->st) : 0;
+    if (g->tr->nmod) s += cd_cuda_sumsq(g->rowgrad, (int64_t)g->tr->nmod * g->tr->tcfg.hidden, g->st);
     return sqrt(s);
+}
+
+static void scale_grads(cd_trainer_cuda *g, float coef) {
+    int64_t n = 0;
+    float *all = cd_unet_cuda_grad_all(g->unet, &n);
+    if (n) cd_cuda_scale(all, coef, n, g->st);
+    if (g->tr->nmod) cd_cuda_scale(g->rowgrad, coef, (int64_t)g->tr->nmod * g->tr->tcfg.hidden, g->st);
 }
 
 int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *grad_norm_out) {
@@ -243,8 +253,7 @@ int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *grad_norm_out) {
     if (tr->o.max_grad_norm > 0) {
         // torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), clamped to 1 (as the CPU step).
         float coef = (float)(tr->o.max_grad_norm / (norm + 1e-6));
-        if (coef < 1.0f)
-            for (int i = 0; i < tr->nparams; i++) cd_cuda_scale(grad_dev(g, i), coef, tr->params[i].numel, g->st);
+        if (coef < 1.0f) scale_grads(g, coef);
     }
     tr->adam_step++;
     int64_t off = 0;

@@ -68,6 +68,9 @@ int cd_unet_cuda_nparams(const cd_unet_cuda *g);             // == u's trainable
 float *cd_unet_cuda_param_dev(cd_unet_cuda *g, int i);       // device fp32 weight of param i
 float *cd_unet_cuda_grad_dev(cd_unet_cuda *g, int i);        // device fp32 gradient [numel]
 void cd_unet_cuda_zero_grad(cd_unet_cuda *g);                // async on the handle's stream
+// Every gradient in one device buffer of *n floats (the params' ranges, zero padding between
+// them): one reduction or one scaling covers them all.
+float *cd_unet_cuda_grad_all(cd_unet_cuda *g, int64_t *n);
 int cd_unet_cuda_params_changed(cd_unet_cuda *g);            // refresh bf16 copies of trainable weights (bf16 mode)
 int cd_unet_cuda_params_to_host(cd_unet_cuda *g);            // device trainable weights -> u's host params (synchronises)
 int cd_unet_cuda_params_from_host(cd_unet_cuda *g);          // host -> device (after a resume)

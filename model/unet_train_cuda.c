@@ -470,6 +470,12 @@ float *cd_unet_cuda_grad_dev(cd_unet_cuda *g, int i) {
     tstate *S = need(g);
     return S && i >= 0 && i < S->np ? S->gd[i] : NULL;
 }
+float *cd_unet_cuda_grad_all(cd_unet_cuda *g, int64_t *n) {
+    tstate *S = need(g);
+    *n = S ? S->gtotal : 0;
+    return S ? S->gbuf : NULL;
+}
+
 void cd_unet_cuda_zero_grad(cd_unet_cuda *g) {
     tstate *S = need(g);
     if (S) cd_cuda_memset(S->gbuf, 0, (size_t)(S->gtotal ? S->gtotal : 1) * sizeof(float), S->d->st);
@@ -586,6 +592,7 @@ int cd_unet_cuda_nparams(const cd_unet_cuda *g) { return 0; }
 float *cd_unet_cuda_param_dev(cd_unet_cuda *g, int i) { return NULL; }
 float *cd_unet_cuda_grad_dev(cd_unet_cuda *g, int i) { return NULL; }
 void cd_unet_cuda_zero_grad(cd_unet_cuda *g) { (void)g; }
+float *cd_unet_cuda_grad_all(cd_unet_cuda *g, int64_t *n) { *n = 0; return NULL; }
 int cd_unet_cuda_params_changed(cd_unet_cuda *g) { return NOCUDA; }
 int cd_unet_cuda_params_to_host(cd_unet_cuda *g) { return NOCUDA; }
 int cd_unet_cuda_params_from_host(cd_unet_cuda *g) { return NOCUDA; }
