@@ -37,7 +37,10 @@ SAMPLE_N        = 2
 PREPROCESS_FLAGS = --allow-file-urls
 TRAIN_FLAGS     = --checkpointing-steps 0
 MK
-M="make --no-print-directory BUILD=$BUILD MANIFEST=$T/m.mk RUN=$T/run"
+# -o: the stage programs are the ones under test, never rebuilt here (a sanitizer build's
+# objects relinked with this make's default flags would not link)
+KEEP=""; for s in retrieve preprocess train sample; do KEEP="$KEEP -o $BUILD/bin/customdiff-$s"; done
+M="make --no-print-directory BUILD=$BUILD MANIFEST=$T/m.mk RUN=$T/run$KEEP"
 if $M run >"$T/run.log" 2>&1 && [ -s "$T/run/samples/grid.png" ] && [ -s "$T/run/train/delta.safetensors" ]; then
   echo "PASS run_manifest_whole_run"
 else
