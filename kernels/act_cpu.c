@@ -69,6 +69,10 @@ void cd_scale(float *y, float s, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] *= s;
 }
+void cd_clamp(float *y, float lo, float hi, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = fminf(fmaxf(y[i], lo), hi);
+}
 void cd_add_bias_nc(float *y, const float *bias, int n, int c, int hw) {
 #pragma omp parallel for schedule(static) collapse(2)
     for (int i = 0; i < n; i++)

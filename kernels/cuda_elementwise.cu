@@ -107,6 +107,7 @@ template <typename T>
 __global__ void k_add(T *y, const T *a, const T *b, int64_t n) { CD_GRID_LOOP(i, n) cd_st(y, i, cd_ld(a, i) + cd_ld(b, i)); }
 __global__ void k_acc(float *y, const float *x, int64_t n) { CD_GRID_LOOP(i, n) y[i] += x[i]; }
 __global__ void k_scale(float *y, float s, int64_t n) { CD_GRID_LOOP(i, n) y[i] *= s; }
+__global__ void k_clamp(float *y, float lo, float hi, int64_t n) { CD_GRID_LOOP(i, n) y[i] = fminf(fmaxf(y[i], lo), hi); }
 template <typename T>
 __global__ void k_add_bias_nc(T *y, const float *bias, int64_t nc, int hw) {
     CD_GRID_LOOP(i, nc * hw) cd_st(y, i, cd_ld(y, i) + bias[i / hw]);
@@ -117,6 +118,7 @@ extern "C" void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t 
 }
 extern "C" void cd_cuda_acc(float *y, const float *x, int64_t n, void *s) { LAUNCH_EW(k_acc, n, s, y, x, n); }
 extern "C" void cd_cuda_scale(float *y, float sc, int64_t n, void *s) { LAUNCH_EW(k_scale, n, s, y, sc, n); }
+extern "C" void cd_cuda_clamp(float *y, float lo, float hi, int64_t n, void *s) { LAUNCH_EW(k_clamp, n, s, y, lo, hi, n); }
 extern "C" void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *s) {
     LAUNCH_EW(k_add_bias_nc<float>, (int64_t)n * c * hw, s, y, bias, (int64_t)n * c, hw);
 }

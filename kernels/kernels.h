@@ -82,6 +82,8 @@ void cd_add(float *y, const float *a, const float *b, int64_t n);
 // y += x
 void cd_acc(float *y, const float *x, int64_t n);
 void cd_scale(float *y, float s, int64_t n);
+// y = min(max(y, lo), hi) in place, as fminf(fmaxf(y, lo), hi) (a NaN becomes lo).
+void cd_clamp(float *y, float lo, float hi, int64_t n);
 // y[n,c,hw] += bias[n,c] broadcast over hw (time-embedding injection)
 void cd_add_bias_nc(float *y, const float *bias, int n, int c, int hw);
 

@@ -197,6 +197,7 @@ void cd_cuda_concat_c_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, in
                            int cb, int hw, void *stream);
 void cd_cuda_acc(float *y, const float *x, int64_t n, void *stream);
 void cd_cuda_scale(float *y, float s, int64_t n, void *stream);
+void cd_cuda_clamp(float *y, float lo, float hi, int64_t n, void *stream);
 void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *stream);
 void cd_cuda_upsample2x_fwd(float *y, const float *x, int n, int c, int h, int w, void *stream);
 void cd_cuda_upsample2x_bwd(float *dx, const float *dy, int n, int c, int h, int w, void *stream);

@@ -326,13 +326,9 @@ static int encode_run(cd_vae_cuda *v, float *d_mean, float *d_logvar, const floa
     for (int b = 0; b < B && q && !g->err; b++) encode(v, q + b * qpi, d_pixels + b * ppi, 1, H, W);
     if (g->err) return -1;
     cd_cuda_split_c(d_mean, d_logvar, q, B, L, L, hw, g->st);
-    // logvar clamped to [-30, 20] (DiagonalGaussianDistribution); no clamp twin: on the host
-    float *lv = cd_malloc(sizeof(float) * nl);
-    int rc = cd_cuda_memcpy_d2h(lv, d_logvar, sizeof(float) * nl, g->st);
-    for (int64_t i = 0; i < nl && !rc; i++) lv[i] = fminf(fmaxf(lv[i], -30.f), 20.f);
-    if (!rc) rc = cd_cuda_memcpy_h2d(d_logvar, lv, sizeof(float) * nl, g->st);
-    free(lv);
-    return rc;
+    // logvar clamped to [-30, 20] (DiagonalGaussianDistribution), on the device (no sync)
+    cd_cuda_clamp(d_logvar, -30.f, 20.f, nl, g->st);
+    return 0;
 }
 
 int cd_vae_cuda_encode_dev(cd_vae_cuda *v, float *d_mean, float *d_logvar, const float *d_pixels, int B, int H,

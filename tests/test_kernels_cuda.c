@@ -522,24 +522,27 @@ TEST(cuda_arith) {
     int n = 2, c = 640, hw = 1024;
     int64_t nt = (int64_t)n * c * hw;
     float *a = hrand(nt, 1), *b = hrand(nt, 1), *bias = hrand(n * c, 1);
-    float *sum = cd_malloc(4 * nt), *acc = hcopy(a, nt), *sc = hcopy(a, nt), *bi = hcopy(a, nt);
+    float *sum = cd_malloc(4 * nt), *acc = hcopy(a, nt), *sc = hcopy(a, nt), *bi = hcopy(a, nt), *cl = hcopy(a, nt);
     cd_add(sum, a, b, nt);
     cd_acc(acc, b, nt);
     cd_scale(sc, 0.18215f, nt);
     cd_add_bias_nc(bi, bias, n, c, hw);
+    cd_clamp(cl, -0.3f, 0.2f, nt);
     float *ga = din(a, nt), *gb = din(b, nt), *gbias = din(bias, n * c), *gs = dout_(nt);
-    float *gacc = din(a, nt), *gsc = din(a, nt), *gbi = din(a, nt), *galias = din(a, nt);
+    float *gacc = din(a, nt), *gsc = din(a, nt), *gbi = din(a, nt), *galias = din(a, nt), *gcl = din(a, nt);
     cd_cuda_add(gs, ga, gb, nt, NULL);
     cd_cuda_add(galias, galias, gb, nt, NULL); // dst aliases a
     cd_cuda_acc(gacc, gb, nt, NULL);
     cd_cuda_scale(gsc, 0.18215f, nt, NULL);
     cd_cuda_add_bias_nc(gbi, gbias, n, c, hw, NULL);
+    cd_cuda_clamp(gcl, -0.3f, 0.2f, nt, NULL);
     cmp("add", gs, sum, nt, TOL32);
     cmp("add aliased", galias, sum, nt, TOL32);
     cmp("acc", gacc, acc, nt, TOL32);
     cmp("scale", gsc, sc, nt, TOL32);
     cmp("add_bias_nc", gbi, bi, nt, TOL32);
-    free(a); free(b); free(bias); free(sum); free(acc); free(sc); free(bi);
+    cmp("clamp", gcl, cl, nt, 0);
+    free(a); free(b); free(bias); free(sum); free(acc); free(sc); free(bi); free(cl);
     free_all();
 }
 

@@ -91,6 +91,10 @@ void cd_cuda_scale(float *y, float sc, int64_t n, void *stream) {
     if (n <= 0 || EMU_DEV("cd_cuda_scale", y, F4(n))) return;
     cd_scale(y, sc, n);
 }
+void cd_cuda_clamp(float *y, float lo, float hi, int64_t n, void *stream) {
+    if (n <= 0 || EMU_DEV("cd_cuda_clamp", y, F4(n))) return;
+    cd_clamp(y, lo, hi, n);
+}
 void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, int hw, void *stream) {
     const char *op = "cd_cuda_add_bias_nc";
     int64_t nc = (int64_t)n * c;
