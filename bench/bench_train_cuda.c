@@ -45,6 +45,7 @@
 #include "core/err.h"
 #include "model/unet.h"
 #include "model/unet_cuda.h"
+#include "model/precision.h"
 #include "model/tiny.h"
 #include "model/clip.h"
 #include "model/clip_tiny.h"
@@ -356,10 +357,16 @@ static void parse_args(opts *o, int argc, char **argv) {
     if (o->iters < 1) o->iters = 1;
 }
 
+// fp16 times the step without the trainer's loss scaling (one host multiply per micro-batch).
 static int set_precision(bench *b, const char *p) {
-    int bf = !strcmp(p, "bf16");
-    if (!bf && strcmp(p, "tf32") && strcmp(p, "fp32")) return cd_err("--prec %s: bf16, tf32 or fp32", p);
-    cd_cuda_set_tf32(!strcmp(p, "tf32"));
+    int prec;
+    CD_TRY(cd_precision_parse(p, &prec));
+    int bf = cd_precision_half(prec);
+    // back to fp32 copies first: 16-bit copies are made in the format the process has then
+    CD_TRY(cd_unet_cuda_set_bf16(b->gu, 0));
+    CD_TRY(cd_clip_text_cuda_set_bf16(b->gt, 0));
+    if (b->gv) CD_TRY(cd_vae_cuda_set_bf16(b->gv, 0));
+    cd_precision_apply(prec);
     CD_TRY(cd_unet_cuda_set_bf16(b->gu, bf));
     CD_TRY(cd_unet_cuda_params_changed(b->gu));
     CD_TRY(cd_clip_text_cuda_set_bf16(b->gt, bf));
@@ -382,7 +389,7 @@ static int run_precision(bench *b, const opts *o, const char *p, double gemm, do
             }
             cd_unet_set_checkpointing(b->u, ck);
             result r = {0};
-            r.planned = (double)cd_unet_cuda_train_plan(b->u, !strcmp(p, "bf16"), b->B, b->h, b->w, b->L, NULL);
+            r.planned = (double)cd_unet_cuda_train_plan(b->u, !strcmp(p, "bf16") || !strcmp(p, "fp16"), b->B, b->h, b->w, b->L, NULL);
             if (measure(b, o, unc, &r)) {
                 printf("| %s | %s | %s | FAILED: %s |\n", p, unc ? "not cached" : "cached", ck ? "on" : "off", cd_errmsg());
                 rc = -1;

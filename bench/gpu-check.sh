@@ -167,7 +167,7 @@ echo "build: $(( $(date +%s) - T0 )) s"
 if [ "$BUILD_OK" = 1 ]; then
 # ---- 2. the headline measurements -------------------------------------------------------------
   tiny=""; [ -n "$TINY" ] && tiny="--tiny"
-  ta="--iters 10 --warmup 3 --prec bf16,tf32"; ua="10 20"; pa="--iters 10 --warmup 3 --steps 20"
+  ta="--iters 10 --warmup 3 --prec bf16,fp16,tf32"; ua="10 20"; pa="--iters 10 --warmup 3 --steps 20"
   [ -n "$TINY" ] && ua="3 5 tiny"
   [ -n "$EMU" ] && { ta="--iters 1 --warmup 0 --prec bf16"; ua="1 2 tiny"; pa="--iters 2 --warmup 1 --steps 3"; }
   hdr "2a. Custom Diffusion training step (bench/bench_train_cuda.c, SD1.5 shape, random weights)"

@@ -1,10 +1,11 @@
-// Fused flash-style attention forward in bf16 on tensor cores (WMMA 16x16x16, fp32
+// Fused flash-style attention forward in 16-bit on tensor cores (WMMA 16x16x16, fp32
 // accumulate); softmax statistics and the output accumulator in fp32. Same layout and
-// semantics as cd_cuda_attention_fwd (kernels/cuda_attention.cu) with bf16 q, k, v.
+// semantics as cd_cuda_attention_fwd (kernels/cuda_attention.cu) with 16-bit q, k, v: the
+// element type T is __nv_bfloat16, or __half in fp16 mode (cd_cuda_set_fp16), picked at launch.
 //
 // Block: 4 warps, 64 queries (16 per warp) x 64-key tiles. Per key tile each warp computes
 // its 16 x 64 score tile with WMMA into shared memory, runs the online softmax over it
-// (one row at a time across the warp, log2 domain), writes P in bf16, rescales its rows of
+// (one row at a time across the warp, log2 domain), writes P in 16 bits (T), rescales its rows of
 // the fp32 O accumulator (shared memory) and adds P V with WMMA. Head dims are padded to
 // a multiple of 16 with zeros (40 -> 48). Never materializes more than a 64 x 64 tile.
 #include <pthread.h>
@@ -13,7 +14,6 @@
 #include <math.h>
 
 using namespace nvcuda;
-typedef __nv_bfloat16 bf16;
 
 #define FB_BQ 64
 #define FB_BK 64
@@ -24,17 +24,17 @@ typedef __nv_bfloat16 bf16;
 template <int D>
 struct FbDims {
     static constexpr int DP = (D + 15) / 16 * 16; // padded head dim
-    static constexpr int LB = DP + 8;             // bf16 tile row stride (elements)
+    static constexpr int LB = DP + 8;             // 16-bit tile row stride (elements)
     static constexpr int LS = FB_BK + 4;          // fp32 score row stride
-    static constexpr int LP = FB_BK + 8;          // bf16 P row stride
+    static constexpr int LP = FB_BK + 8;          // 16-bit P row stride
     static constexpr int LO = DP + 4;             // fp32 O row stride
     static constexpr size_t smem = (size_t)(FB_BQ + 2 * FB_BK) * LB * 2 + (size_t)FB_BQ * LS * 4 +
                                    (size_t)FB_BQ * LP * 2 + (size_t)FB_BQ * LO * 4;
 };
 
-// rows [r0, r0+64) of one head into sm[64][LB] (bf16), columns >= D and rows >= limit zero.
-template <int D>
-__device__ __forceinline__ void fb_load(bf16 *sm, const bf16 *src, int r0, int limit, int HD) {
+// rows [r0, r0+64) of one head into sm[64][LB] (16-bit T), columns >= D and rows >= limit zero.
+template <typename T, int D>
+__device__ __forceinline__ void fb_load(T *sm, const T *src, int r0, int limit, int HD) {
     constexpr int DP = FbDims<D>::DP, LB = FbDims<D>::LB, CH = DP / 8, CD = D / 8;
     for (int e = threadIdx.x; e < 64 * CH; e += FB_THREADS) {
         int r = e / CH, c = e - r * CH;
@@ -44,33 +44,33 @@ __device__ __forceinline__ void fb_load(bf16 *sm, const bf16 *src, int r0, int l
     }
 }
 
-template <int D>
-__global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int out_bf16, float *lse, const bf16 *q,
-                                                                const bf16 *k, const bf16 *v, int H, int Nq, int Nk,
+template <typename T, int D>
+__global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int out_bf16, float *lse, const T *q,
+                                                                const T *k, const T *v, int H, int Nq, int Nk,
                                                                 float sl) {
     typedef FbDims<D> F;
     constexpr int DP = F::DP, LB = F::LB, LS = F::LS, LP = F::LP, LO = F::LO, ND = DP / 16;
     extern __shared__ __align__(128) unsigned char fb_sm[];
-    bf16 *Qs = (bf16 *)fb_sm, *Ks = Qs + FB_BQ * LB, *Vs = Ks + FB_BK * LB;
+    T *Qs = (T *)fb_sm, *Ks = Qs + FB_BQ * LB, *Vs = Ks + FB_BK * LB;
     float *Ss = (float *)(Vs + FB_BK * LB);
-    bf16 *Ps = (bf16 *)(Ss + FB_BQ * LS);
+    T *Ps = (T *)(Ss + FB_BQ * LS);
     float *Os = (float *)(Ps + FB_BQ * LP);
     const int bh = blockIdx.y, b = bh / H, h = bh - b * H, HD = H * D, q0 = blockIdx.x * FB_BQ;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const bf16 *qb = q + (int64_t)b * Nq * HD + h * D;
-    const bf16 *kb = k + (int64_t)b * Nk * HD + h * D, *vb = v + (int64_t)b * Nk * HD + h * D;
-    fb_load<D>(Qs, qb, q0, Nq, HD);
+    const T *qb = q + (int64_t)b * Nq * HD + h * D;
+    const T *kb = k + (int64_t)b * Nk * HD + h * D, *vb = v + (int64_t)b * Nk * HD + h * D;
+    fb_load<T, D>(Qs, qb, q0, Nq, HD);
     for (int e = threadIdx.x; e < FB_BQ * LO; e += FB_THREADS) Os[e] = 0.f;
     float m[16], l[16];
 #pragma unroll
     for (int r = 0; r < 16; r++) { m[r] = -1e30f; l[r] = 0.f; }
     float *Sw = Ss + w * 16 * LS, *Ow = Os + w * 16 * LO;
-    bf16 *Pw = Ps + w * 16 * LP;
-    const bf16 *Qw = Qs + w * 16 * LB;
+    T *Pw = Ps + w * 16 * LP;
+    const T *Qw = Qs + w * 16 * LB;
     for (int k0 = 0; k0 < Nk; k0 += FB_BK) {
         __syncthreads();
-        fb_load<D>(Ks, kb, k0, Nk, HD);
-        fb_load<D>(Vs, vb, k0, Nk, HD);
+        fb_load<T, D>(Ks, kb, k0, Nk, HD);
+        fb_load<T, D>(Vs, vb, k0, Nk, HD);
         __syncthreads();
         // S_w[16, 64] = Q_w K^T
 #pragma unroll
@@ -79,8 +79,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
             wmma::fill_fragment(acc, 0.f);
 #pragma unroll
             for (int kk = 0; kk < ND; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fbm;
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fbm;
                 wmma::load_matrix_sync(fa, Qw + kk * 16, LB);
                 wmma::load_matrix_sync(fbm, Ks + n * 16 * LB + kk * 16, LB);
                 wmma::mma_sync(acc, fa, fbm, acc);
@@ -102,8 +102,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
             for (int o = 16; o > 0; o >>= 1) rs += __shfl_xor_sync(0xffffffffu, rs, o);
             l[r] = l[r] * alpha + rs;
             m[r] = mn;
-            Pw[r * LP + lane] = __float2bfloat16(p0);
-            Pw[r * LP + lane + 32] = __float2bfloat16(p1);
+            Pw[r * LP + lane] = cd_to16<T>(p0);
+            Pw[r * LP + lane + 32] = cd_to16<T>(p1);
             for (int c = lane; c < DP; c += 32) Ow[r * LO + c] *= alpha;
         }
         __syncwarp();
@@ -114,8 +114,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
             wmma::load_matrix_sync(acc, Ow + nd * 16, LO, wmma::mem_row_major);
 #pragma unroll
             for (int kk = 0; kk < FB_BK / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fbm;
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fbm;
                 wmma::load_matrix_sync(fa, Pw + kk * 16, LP);
                 wmma::load_matrix_sync(fbm, Vs + kk * 16 * LB + nd * 16, LB);
                 wmma::mma_sync(acc, fa, fbm, acc);
@@ -132,26 +132,37 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
         const int64_t o = ((int64_t)b * Nq + row) * HD + h * D;
         for (int c = lane; c < D; c += 32) {
             const float val = Ow[r * LO + c] * inv;
-            if (out_bf16) ((bf16 *)out)[o + c] = __float2bfloat16(val);
+            if (out_bf16) ((T *)out)[o + c] = cd_to16<T>(val);
             else ((float *)out)[o + c] = val;
         }
         if (lse && lane == 0) lse[(int64_t)bh * Nq + row] = (m[r] + log2f(l[r])) * FB_LN2;
     }
 }
 
-template <int D>
-static void fb_launch(void *out, int out_bf16, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int H,
+template <typename T, int D>
+static void fb_launch(void *out, int out_bf16, float *lse, const T *q, const T *k, const T *v, int B, int H,
                       int Nq, int Nk, float scale, cudaStream_t st) {
     static int attr_set;
     const size_t smem = FbDims<D>::smem;
     if (!attr_set) {
-        if (cudaCheck(cudaFuncSetAttribute(k_flash_fwd_bf16<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+        if (cudaCheck(cudaFuncSetAttribute(k_flash_fwd_bf16<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
             return;
         attr_set = 1;
     }
     dim3 grid((Nq + FB_BQ - 1) / FB_BQ, B * H);
-    k_flash_fwd_bf16<D><<<grid, FB_THREADS, smem, st>>>(out, out_bf16, lse, q, k, v, H, Nq, Nk, scale * FB_LOG2E);
+    k_flash_fwd_bf16<T, D><<<grid, FB_THREADS, smem, st>>>(out, out_bf16, lse, q, k, v, H, Nq, Nk, scale * FB_LOG2E);
     cudaCheckLaunch();
+}
+
+template <typename T>
+static void fwd16(void *out, int out_bf16, float *lse, const T *Q, const T *K, const T *V, int B, int H, int Nq, int Nk,
+                  int D, float scale, cudaStream_t st) {
+    switch (D) {
+    case 40: fb_launch<T, 40>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
+    case 64: fb_launch<T, 64>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
+    case 80: fb_launch<T, 80>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
+    case 160: fb_launch<T, 160>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
+    }
 }
 
 extern "C" void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
@@ -164,34 +175,30 @@ extern "C" void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, 
         cd_cuda_require((((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) & 15) == 0,
                         "attention bf16: q, k, v must be 16-byte aligned"))
         return;
-    const bf16 *Q = (const bf16 *)q, *K = (const bf16 *)k, *V = (const bf16 *)v;
-    switch (D) {
-    case 40: fb_launch<40>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    case 64: fb_launch<64>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    case 80: fb_launch<80>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    case 160: fb_launch<160>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    }
+    CD_DISPATCH16(T16, fwd16<T16>(out, out_bf16, lse, (const T16 *)q, (const T16 *)k, (const T16 *)v, B, H, Nq, Nk, D,
+                                  scale, st));
 }
 
 // ---- backward (head dims 40, 64, 80 on tensor cores; 160 through the fp32 kernel) -------------
 // Block: 64 keys of one (b, h), 4 warps x 16 keys; loops over 64-query tiles of its split.
-// Per tile and warp: S^T = K_w Q^T and dP^T = V_w dO^T (WMMA, fp32) -> P^T, dS^T in bf16;
+// Per tile and warp: S^T = K_w Q^T and dP^T = V_w dO^T (WMMA, fp32) -> P^T, dS^T in 16-bit T;
 // dV_w += P^T dO, dK_w += dS^T Q (fp32 accumulators in shared memory); after a block
 // barrier each warp forms dQ for 16 queries = dS K over the block's 64 keys and adds it to
 // the fp32 dq with atomicAdd. dK (x scale) and dV leave through atomicAdd at the end.
 template <int D>
 struct FbbDims {
     static constexpr int DP = (D + 15) / 16 * 16, LB = DP + 8, LS = FB_BQ + 4, LP = FB_BQ + 8, LO = DP + 4;
-    static constexpr size_t tiles = (size_t)4 * 64 * LB * 2;          // Ks, Vs, Qs, dOs (bf16)
+    static constexpr size_t tiles = (size_t)4 * 64 * LB * 2;          // Ks, Vs, Qs, dOs (16-bit)
     static constexpr size_t sp = (size_t)2 * 64 * LS * 4;             // S^T, dP^T (fp32); reused for dQ
-    static constexpr size_t pd = (size_t)2 * 64 * LP * 2;             // P^T, dS^T (bf16)
+    static constexpr size_t pd = (size_t)2 * 64 * LP * 2;             // P^T, dS^T (16-bit)
     static constexpr size_t acc = (size_t)2 * 64 * LO * 4;            // dK, dV accumulators (fp32)
     static constexpr size_t smem = tiles + sp + pd + acc + 2 * 64 * 4; // + lse, delta
     static_assert((size_t)64 * LO * 4 <= sp, "dQ staging must fit in the score buffers");
 };
 
-// delta[bh, i] = sum_d dout * out (bf16 inputs, fp32 sum); one warp per (b, i, h).
-__global__ void k_delta_bf16(float *delta, const bf16 *dout, const bf16 *out, int B, int H, int Nq, int D) {
+// delta[bh, i] = sum_d dout * out (16-bit inputs, fp32 sum); one warp per (b, i, h).
+template <typename T>
+__global__ void k_delta_bf16(float *delta, const T *dout, const T *out, int B, int H, int Nq, int D) {
     int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (w >= (int64_t)B * Nq * H) return;
@@ -199,40 +206,40 @@ __global__ void k_delta_bf16(float *delta, const bf16 *dout, const bf16 *out, in
     int64_t bi = w / H;
     int b = (int)(bi / Nq), i = (int)(bi - (int64_t)b * Nq);
     float s = 0.f;
-    for (int d = lane; d < D; d += 32) s += __bfloat162float(dout[w * D + d]) * __bfloat162float(out[w * D + d]);
+    for (int d = lane; d < D; d += 32) s += cd_to32(dout[w * D + d]) * cd_to32(out[w * D + d]);
     s = cd_warp_sum(s);
     if (lane == 0) delta[((int64_t)b * H + h) * Nq + i] = s;
 }
 
-template <int D>
-__global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float *dk, float *dv, const bf16 *dout,
-                                                                const bf16 *q, const bf16 *k, const bf16 *v,
+template <typename T, int D>
+__global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float *dk, float *dv, const T *dout,
+                                                                const T *q, const T *k, const T *v,
                                                                 const float *lse, const float *delta, int H, int Nq,
                                                                 int Nk, float scale, int tiles_per_split) {
     typedef FbbDims<D> F;
     constexpr int DP = F::DP, LB = F::LB, LS = F::LS, LP = F::LP, LO = F::LO, ND = DP / 16;
     extern __shared__ __align__(128) unsigned char fbb_sm[];
-    bf16 *Ks = (bf16 *)fbb_sm, *Vs = Ks + 64 * LB, *Qs = Vs + 64 * LB, *Os = Qs + 64 * LB;
+    T *Ks = (T *)fbb_sm, *Vs = Ks + 64 * LB, *Qs = Vs + 64 * LB, *Os = Qs + 64 * LB;
     float *St = (float *)(Os + 64 * LB), *dPt = St + 64 * LS;
-    bf16 *Pt = (bf16 *)(dPt + 64 * LS), *dSt = Pt + 64 * LP;
+    T *Pt = (T *)(dPt + 64 * LS), *dSt = Pt + 64 * LP;
     float *dKs = (float *)(dSt + 64 * LP), *dVs = dKs + 64 * LO, *Ls = dVs + 64 * LO, *Dl = Ls + 64;
     float *dQt = St; // [64][LO] staging for dQ, reuses S^T/dP^T after they are consumed
     const int bh = blockIdx.z, b = bh / H, h = bh - b * H, HD = H * D, k0 = blockIdx.x * 64;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float sl = scale * FB_LOG2E;
     const int64_t qoff = (int64_t)b * Nq * HD + h * D, koff = (int64_t)b * Nk * HD + h * D;
-    fb_load<D>(Ks, k + koff, k0, Nk, HD);
-    fb_load<D>(Vs, v + koff, k0, Nk, HD);
+    fb_load<T, D>(Ks, k + koff, k0, Nk, HD);
+    fb_load<T, D>(Vs, v + koff, k0, Nk, HD);
     for (int e = threadIdx.x; e < 2 * 64 * LO; e += FB_THREADS) dKs[e] = 0.f; // dKs and dVs
     const int qtiles = (Nq + 63) / 64, t0 = blockIdx.y * tiles_per_split, t1 = min(qtiles, t0 + tiles_per_split);
     float *St_w = St + w * 16 * LS, *dPt_w = dPt + w * 16 * LS, *dK_w = dKs + w * 16 * LO, *dV_w = dVs + w * 16 * LO;
-    bf16 *Pt_w = Pt + w * 16 * LP, *dSt_w = dSt + w * 16 * LP;
-    const bf16 *K_w = Ks + w * 16 * LB, *V_w = Vs + w * 16 * LB;
+    T *Pt_w = Pt + w * 16 * LP, *dSt_w = dSt + w * 16 * LP;
+    const T *K_w = Ks + w * 16 * LB, *V_w = Vs + w * 16 * LB;
     for (int t = t0; t < t1; t++) {
         const int q0 = t * 64;
         __syncthreads();
-        fb_load<D>(Qs, q + qoff, q0, Nq, HD);
-        fb_load<D>(Os, dout + qoff, q0, Nq, HD);
+        fb_load<T, D>(Qs, q + qoff, q0, Nq, HD);
+        fb_load<T, D>(Os, dout + qoff, q0, Nq, HD);
         for (int i = threadIdx.x; i < 64; i += FB_THREADS) {
             const bool ok = q0 + i < Nq;
             Ls[i] = ok ? lse[(int64_t)bh * Nq + q0 + i] * FB_LOG2E : 0.f;
@@ -246,8 +253,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
             wmma::fill_fragment(dp, 0.f);
 #pragma unroll
             for (int kk = 0; kk < ND; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> ka, va;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> qb, ob;
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> ka, va;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> qb, ob;
                 wmma::load_matrix_sync(ka, K_w + kk * 16, LB);
                 wmma::load_matrix_sync(va, V_w + kk * 16, LB);
                 wmma::load_matrix_sync(qb, Qs + n * 16 * LB + kk * 16, LB);
@@ -263,8 +270,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
             const int r = e >> 6, c = e & 63;
             const bool ok = (k0 + w * 16 + r < Nk) && (q0 + c < Nq);
             const float p = ok ? exp2f(St_w[r * LS + c] * sl - Ls[c]) : 0.f;
-            Pt_w[r * LP + c] = __float2bfloat16(p);
-            dSt_w[r * LP + c] = __float2bfloat16(p * (dPt_w[r * LS + c] - Dl[c]));
+            Pt_w[r * LP + c] = cd_to16<T>(p);
+            dSt_w[r * LP + c] = cd_to16<T>(p * (dPt_w[r * LS + c] - Dl[c]));
         }
         __syncwarp();
 #pragma unroll
@@ -274,8 +281,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
             wmma::load_matrix_sync(ak, dK_w + nd * 16, LO, wmma::mem_row_major);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa, sa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> ob, qb;
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa, sa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> ob, qb;
                 wmma::load_matrix_sync(pa, Pt_w + kk * 16, LP);
                 wmma::load_matrix_sync(sa, dSt_w + kk * 16, LP);
                 wmma::load_matrix_sync(ob, Os + kk * 16 * LB + nd * 16, LB);
@@ -294,8 +301,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
             wmma::fill_fragment(aq, 0.f);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> sa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> kb;
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> sa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> kb;
                 wmma::load_matrix_sync(sa, dSt + kk * 16 * LP + w * 16, LP);
                 wmma::load_matrix_sync(kb, Ks + kk * 16 * LB + nd * 16, LB);
                 wmma::mma_sync(aq, sa, kb, aq);
@@ -325,14 +332,14 @@ __global__ void k_zero_key0_bf(float *dk, float *dv, int B, int Nk, int HD) {
     }
 }
 
-template <int D>
-static void fbb_launch(float *dq, float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
+template <typename T, int D>
+static void fbb_launch(float *dq, float *dk, float *dv, const T *dout, const T *q, const T *k, const T *v,
                        const float *lse, const float *delta, int B, int H, int Nq, int Nk, float scale,
                        cudaStream_t st) {
     static int attr_set;
     const size_t smem = FbbDims<D>::smem;
     if (!attr_set) {
-        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd_bf16<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd_bf16<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
             return;
         attr_set = 1;
     }
@@ -344,11 +351,12 @@ static void fbb_launch(float *dq, float *dk, float *dv, const bf16 *dout, const 
     int per = (qtiles + splits - 1) / splits;
     splits = (qtiles + per - 1) / per;
     dim3 grid(ktiles, splits, B * H);
-    k_flash_bwd_bf16<D><<<grid, FB_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per);
+    k_flash_bwd_bf16<T, D><<<grid, FB_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per);
     cudaCheckLaunch();
 }
 
-__global__ void k_bf_to_f(float *y, const bf16 *x, int64_t n) { CD_GRID_LOOP(i, n) y[i] = __bfloat162float(x[i]); }
+template <typename T>
+__global__ void k_bf_to_f(float *y, const T *x, int64_t n) { CD_GRID_LOOP(i, n) y[i] = cd_to32(x[i]); }
 
 // D = 160 (8x8 and 16x16 latents only): widen to fp32 and use the fp32 fused kernel.
 // The widened fp32 copies of the head-dim-160 backward: one buffer per stream, kept and grown
@@ -379,37 +387,31 @@ static float *widen_buffer(void *stream, size_t bytes) {
     return out;   // NULL: out of memory (cd_cuda_malloc recorded it) or more than 8 streams
 }
 
-static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
-                              const bf16 *v, const bf16 *out, const float *lse, int B, int H, int Nq, int Nk, int D,
+template <typename T>
+static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const T *dout, const T *q, const T *k,
+                              const T *v, const T *out, const float *lse, int B, int H, int Nq, int Nk, int D,
                               float scale, int detach_k0, void *stream) {
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     float *buf = widen_buffer(stream, sizeof(float) * (3 * nq + 2 * nk));
     if (!buf) return;
     float *fd = buf, *fq = fd + nq, *fo = fq + nq, *fk = fo + nq, *fv = fk + nk;
     cudaStream_t st = cd_stream(stream);
-    k_bf_to_f<<<cd_ew_blocks(nq), 256, 0, st>>>(fd, dout, nq);
-    k_bf_to_f<<<cd_ew_blocks(nq), 256, 0, st>>>(fq, q, nq);
-    k_bf_to_f<<<cd_ew_blocks(nq), 256, 0, st>>>(fo, out, nq);
-    k_bf_to_f<<<cd_ew_blocks(nk), 256, 0, st>>>(fk, k, nk);
-    k_bf_to_f<<<cd_ew_blocks(nk), 256, 0, st>>>(fv, v, nk);
+    k_bf_to_f<T><<<cd_ew_blocks(nq), 256, 0, st>>>(fd, dout, nq);
+    k_bf_to_f<T><<<cd_ew_blocks(nq), 256, 0, st>>>(fq, q, nq);
+    k_bf_to_f<T><<<cd_ew_blocks(nq), 256, 0, st>>>(fo, out, nq);
+    k_bf_to_f<T><<<cd_ew_blocks(nk), 256, 0, st>>>(fk, k, nk);
+    k_bf_to_f<T><<<cd_ew_blocks(nk), 256, 0, st>>>(fv, v, nk);
     if (!cudaCheckLaunch())
         cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
 }
 
-extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
-                                           const uint16_t *k, const uint16_t *v, const uint16_t *out,
-                                           const float *lse, int B, int H, int Nq, int Nk, int D, float scale,
-                                           int detach_k0, void *stream) {
+// The backward once cd_cuda_attention_bwd_bf16's checks passed; T the 16-bit element type.
+template <typename T>
+static void bwd16(float *dq, float *dk, float *dv, const T *dO, const T *Q, const T *K, const T *V, const T *out,
+                  const float *lse, int B, int H, int Nq, int Nk, int D, float scale, int detach_k0, void *stream) {
     cudaStream_t st = cd_stream(stream);
-    if (B <= 0 || H <= 0 || Nq <= 0) return;
-    if (cd_cuda_require(D == 40 || D == 64 || D == 80 || D == 160, "attention bf16: head dim must be 40, 64, 80 or 160") ||
-        cd_cuda_require(Nk > 0 && lse != NULL, "attention bf16 backward: needs Nk > 0 and the forward's lse") ||
-        cd_cuda_require((((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)dout) & 15) == 0,
-                        "attention bf16: q, k, v, dout must be 16-byte aligned"))
-        return;
-    const bf16 *Q = (const bf16 *)q, *K = (const bf16 *)k, *V = (const bf16 *)v, *dO = (const bf16 *)dout;
     if (D == 160) {
-        bwd_bf16_via_fp32(dq, dk, dv, dO, Q, K, V, (const bf16 *)out, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
+        bwd_bf16_via_fp32<T>(dq, dk, dv, dO, Q, K, V, out, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
         return;
     }
     float *delta = (float *)cd_cuda_scratch(stream, sizeof(float) * (size_t)B * H * Nq);
@@ -419,15 +421,29 @@ extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, cons
         cudaCheck(cudaMemsetAsync(dv, 0, kbytes, st)))
         return;
     int64_t warps = (int64_t)B * Nq * H;
-    k_delta_bf16<<<cd_blocks(warps * 32, 256), 256, 0, st>>>(delta, dO, (const bf16 *)out, B, H, Nq, D);
+    k_delta_bf16<T><<<cd_blocks(warps * 32, 256), 256, 0, st>>>(delta, dO, out, B, H, Nq, D);
     if (cudaCheckLaunch()) return;
     switch (D) {
-    case 40: fbb_launch<40>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 64: fbb_launch<64>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 80: fbb_launch<80>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
+    case 40: fbb_launch<T, 40>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
+    case 64: fbb_launch<T, 64>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
+    case 80: fbb_launch<T, 80>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
     }
     if (detach_k0) {
         k_zero_key0_bf<<<cd_ew_blocks((int64_t)B * H * D), 256, 0, st>>>(dk, dv, B, Nk, H * D);
         cudaCheckLaunch();
     }
+}
+
+extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
+                                           const uint16_t *k, const uint16_t *v, const uint16_t *out,
+                                           const float *lse, int B, int H, int Nq, int Nk, int D, float scale,
+                                           int detach_k0, void *stream) {
+    if (B <= 0 || H <= 0 || Nq <= 0) return;
+    if (cd_cuda_require(D == 40 || D == 64 || D == 80 || D == 160, "attention bf16: head dim must be 40, 64, 80 or 160") ||
+        cd_cuda_require(Nk > 0 && lse != NULL, "attention bf16 backward: needs Nk > 0 and the forward's lse") ||
+        cd_cuda_require((((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)dout) & 15) == 0,
+                        "attention bf16: q, k, v, dout must be 16-byte aligned"))
+        return;
+    CD_DISPATCH16(T16, bwd16<T16>(dq, dk, dv, (const T16 *)dout, (const T16 *)q, (const T16 *)k, (const T16 *)v,
+                                  (const T16 *)out, lse, B, H, Nq, Nk, D, scale, detach_k0, stream));
 }

@@ -7,6 +7,7 @@
 #define CD_CUDA_COMMON_H
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cublas_v2.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,11 +64,32 @@ static inline unsigned cd_ew_blocks(int64_t n) {
     return (unsigned)(b > 65536 ? 65536 : (b < 1 ? 1 : b));
 }
 
-// Storage-type helpers: fp32 math on float or bf16 storage.
+// Storage-type helpers: fp32 math on float, bf16 or fp16 storage.
 __device__ __forceinline__ float cd_ld(const float *p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float cd_ld(const __nv_bfloat16 *p, int64_t i) { return __bfloat162float(p[i]); }
 __device__ __forceinline__ void cd_st(float *p, int64_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void cd_st(__nv_bfloat16 *p, int64_t i, float v) { p[i] = __float2bfloat16(v); }
+__device__ __forceinline__ float cd_ld(const __half *p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ void cd_st(__half *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+// The process's 16-bit storage format (cd_cuda_set_fp16): kernels are templated on the element
+// type T = __nv_bfloat16 (the default) or __half (IEEE fp16) and use these generic conversions
+// (round to nearest even; fp16 overflows to +-inf and keeps subnormals).
+template <typename T> __device__ __forceinline__ T cd_to16(float v);
+template <> __device__ __forceinline__ __nv_bfloat16 cd_to16<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <> __device__ __forceinline__ __half cd_to16<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ float cd_to32(float v) { return v; }
+__device__ __forceinline__ float cd_to32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float cd_to32(__half v) { return __half2float(v); }
+// Host side: runs the statement(s) with the typedef T16 set to the current 16-bit element type,
+// e.g. CD_DISPATCH16(T16, k<T16><<<g, b, 0, st>>>((T16 *)y, (const T16 *)x, n)).
+#define CD_DISPATCH16(T16, ...)                                                                    \
+    do {                                                                                           \
+        if (cd_cuda_get_fp16()) { typedef __half T16; __VA_ARGS__; }                               \
+        else { typedef __nv_bfloat16 T16; __VA_ARGS__; }                                           \
+    } while (0)
+// The cuBLAS / CUDA data type of the current 16-bit format.
+static inline cudaDataType_t cd_cuda_r16(void) { return cd_cuda_get_fp16() ? CUDA_R_16F : CUDA_R_16BF; }
 
 // Warp / block reductions (sum) for blockDim.x a multiple of 32, <= 1024.
 __device__ __forceinline__ float cd_warp_sum(float v) {

@@ -1,18 +1,18 @@
 // 2-D convolution on the GPU through cuDNN (twin of conv_cpu.c): forward, backward data
 // (overwrites dx), backward filter (accumulates into dW, beta = 1), bias gradient by a small
 // reduction kernel. fp32 uses FMA math (exact fp32) unless cd_cuda_set_tf32(1); bf16 uses
-// tensor cores with fp32 accumulation. Descriptors and algorithm choices are cached per shape.
+// tensor cores with fp32 accumulation; the _bf16 ops take the process's 16-bit format (bf16, or
+// fp16 after cd_cuda_set_fp16(1); the plan cache keys on the format). Descriptors and algorithm choices are cached per shape.
 #include "kernels/cuda_common.h"
 #include <pthread.h>
 #include <string.h>
 
-// y[n, c, hw] += b[c]  (fp32 or bf16 y)
+// y[n, c, hw] += b[c]  (fp32 or 16-bit y)
 template <typename T>
 __global__ void k_conv_bias(T *y, const float *b, int64_t total, int c, int hw) {
     CD_GRID_LOOP(i, total) {
         int ch = (int)((i / hw) % c);
-        float v = (float)y[i] + b[ch];
-        y[i] = (T)v;
+        cd_st(y, i, cd_ld(y, i) + b[ch]);
     }
 }
 
@@ -82,9 +82,9 @@ static int approx_algo(cudnnConvolutionBwdFilterAlgo_t a) {
 
 static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
     int n = key[0], cin = key[1], hh = key[2], w = key[3], cout = key[4], k = key[5], s = key[6],
-        p = key[7], bf16 = key[8], tf32 = key[9];
+        p = key[7], bf16 = key[8], tf32 = key[9];   // bf16: 0 fp32, 1 bf16, 2 fp16 (a 16-bit plan)
     int exact = !bf16 && !tf32;
-    cudnnDataType_t dt = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    cudnnDataType_t dt = bf16 == 2 ? CUDNN_DATA_HALF : bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     int ho = (hh + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
     ConvPlan pl;
     memset(&pl, 0, sizeof pl);
@@ -122,7 +122,7 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
             cudnnCheck(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.wd, pl.yd, pl.cd, pl.xd, pl.bwd_data, &ws)))
             return NULL;
         if (ws > pl.data_ws) pl.data_ws = ws;
-        // bf16 plans serve only backward-data (frozen convolutions: no weight gradient), so the
+        // 16-bit plans serve only backward-data (frozen convolutions: no weight gradient), so the
         // filter algorithm is searched for fp32/tf32 plans only: a shape cuDNN has no bf16
         // filter algorithm for (conv_out's 4 channels) must not fail the data gradient.
         if (!bf16) {
@@ -147,9 +147,11 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
     return out;
 }
 
+// bf16 = 1: a 16-bit plan in the current format (cd_cuda_get_fp16), keyed 1 (bf16) or 2 (fp16).
 static ConvPlan *plan_get(cudnnHandle_t h, int n, int cin, int hh, int w, int cout, int k, int s, int p,
                           int bf16, int bwd) {
-    int key[10] = {n, cin, hh, w, cout, k, s, p, bf16, bf16 ? 0 : cd_cuda_get_tf32()};
+    int fmt = bf16 ? 1 + cd_cuda_get_fp16() : 0;
+    int key[10] = {n, cin, hh, w, cout, k, s, p, fmt, bf16 ? 0 : cd_cuda_get_tf32()};
     pthread_mutex_lock(&g_plan_mu);
     ConvPlan *found = NULL;
     for (int i = 0; i < g_nplans && !found; i++)
@@ -194,8 +196,8 @@ extern "C" void cd_cuda_conv2d_fwd_bf16(uint16_t *y, const uint16_t *x, const ui
     if (conv_fwd_any(y, x, W, n, cin, h, w, cout, k, s, p, 1, stream)) return;
     if (b) {
         int64_t hw = (int64_t)((h + 2 * p - k) / s + 1) * ((w + 2 * p - k) / s + 1), total = n * cout * hw;
-        k_conv_bias<__nv_bfloat16><<<cd_ew_blocks(total), 256, 0, cd_stream(stream)>>>((__nv_bfloat16 *)y, b,
-                                                                                        total, cout, (int)hw);
+        CD_DISPATCH16(T16, k_conv_bias<T16><<<cd_ew_blocks(total), 256, 0, cd_stream(stream)>>>((T16 *)y, b, total,
+                                                                                              cout, (int)hw));
         cudaCheckLaunch();
     }
 #else
@@ -238,8 +240,8 @@ extern "C" void cd_cuda_conv2d_bwd(float *dx, float *dW, float *db, const float 
 #endif
 }
 
-// ---- training: bf16 backward data (helper "unettrain"; declared at the end of kernels_cuda.h)
-// dx = conv2d backward-data of dy through W, bf16 dy/W/dx (NCHW), fp32 accumulate; dx overwritten.
+// ---- training: 16-bit backward data (helper "unettrain"; declared at the end of kernels_cuda.h)
+// dx = conv2d backward-data of dy through W, 16-bit dy/W/dx (NCHW), fp32 accumulate; dx overwritten.
 extern "C" void cd_cuda_conv2d_bwd_data_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *W,
                                              int n, int cin, int h, int w, int cout, int k, int s,
                                              int p, void *stream) {

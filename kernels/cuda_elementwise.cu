@@ -11,18 +11,20 @@
         }                                                                               \
     } while (0)
 
-// ---- bf16 conversion ------------------------------------------------------------------
-__global__ void k_f32_to_bf16(__nv_bfloat16 *y, const float *x, int64_t n) {
-    CD_GRID_LOOP(i, n) y[i] = __float2bfloat16(x[i]);
+// ---- 16-bit conversion (bf16, or fp16 in fp16 mode: cd_cuda_set_fp16) --------------------
+template <typename T>
+__global__ void k_f32_to_16(T *y, const float *x, int64_t n) {
+    CD_GRID_LOOP(i, n) y[i] = cd_to16<T>(x[i]);
 }
-__global__ void k_bf16_to_f32(float *y, const __nv_bfloat16 *x, int64_t n) {
-    CD_GRID_LOOP(i, n) y[i] = __bfloat162float(x[i]);
+template <typename T>
+__global__ void k_16_to_f32(float *y, const T *x, int64_t n) {
+    CD_GRID_LOOP(i, n) y[i] = cd_to32(x[i]);
 }
 extern "C" void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *s) {
-    LAUNCH_EW(k_f32_to_bf16, n, s, (__nv_bfloat16 *)y, x, n);
+    CD_DISPATCH16(T16, LAUNCH_EW(k_f32_to_16<T16>, n, s, (T16 *)y, x, n));
 }
 extern "C" void cd_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *s) {
-    LAUNCH_EW(k_bf16_to_f32, n, s, y, (const __nv_bfloat16 *)x, n);
+    CD_DISPATCH16(T16, LAUNCH_EW(k_16_to_f32<T16>, n, s, y, (const T16 *)x, n));
 }
 
 // ---- activations ----------------------------------------------------------------------
@@ -56,7 +58,7 @@ __global__ void k_qgelu_bwd(float *dx, const float *dy, const float *x, int64_t 
 }
 extern "C" void cd_cuda_silu_fwd(float *y, const float *x, int64_t n, void *s) { LAUNCH_EW(k_silu_fwd<float>, n, s, y, x, n); }
 extern "C" void cd_cuda_silu_fwd_bf16(uint16_t *y, const uint16_t *x, int64_t n, void *s) {
-    LAUNCH_EW(k_silu_fwd<__nv_bfloat16>, n, s, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, n);
+    CD_DISPATCH16(T16, LAUNCH_EW(k_silu_fwd<T16>, n, s, (T16 *)y, (const T16 *)x, n));
 }
 extern "C" void cd_cuda_silu_bwd(float *dx, const float *dy, const float *x, int64_t n, void *s) { LAUNCH_EW(k_silu_bwd, n, s, dx, dy, x, n); }
 extern "C" void cd_cuda_gelu_fwd(float *y, const float *x, int64_t n, void *s) { LAUNCH_EW(k_gelu_fwd, n, s, y, x, n); }
@@ -92,7 +94,7 @@ extern "C" void cd_cuda_bias_geglu_fwd(float *y, const float *x, const float *bi
     LAUNCH_EW(k_geglu_fwd<float>, n * c, s, y, x, bias, n, c);
 }
 extern "C" void cd_cuda_bias_geglu_fwd_bf16(uint16_t *y, const uint16_t *x, const float *bias, int64_t n, int c, void *s) {
-    LAUNCH_EW(k_geglu_fwd<__nv_bfloat16>, n * c, s, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, bias, n, c);
+    CD_DISPATCH16(T16, LAUNCH_EW(k_geglu_fwd<T16>, n * c, s, (T16 *)y, (const T16 *)x, bias, n, c));
 }
 extern "C" void cd_cuda_geglu_bwd(float *dx, const float *dy, const float *x, int64_t n, int c, void *s) {
     LAUNCH_EW(k_geglu_bwd, n * c, s, dx, dy, x, (const float *)NULL, n, c);
@@ -114,7 +116,7 @@ __global__ void k_add_bias_nc(T *y, const float *bias, int64_t nc, int hw) {
 }
 extern "C" void cd_cuda_add(float *y, const float *a, const float *b, int64_t n, void *s) { LAUNCH_EW(k_add<float>, n, s, y, a, b, n); }
 extern "C" void cd_cuda_add_bf16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, void *s) {
-    LAUNCH_EW(k_add<__nv_bfloat16>, n, s, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n);
+    CD_DISPATCH16(T16, LAUNCH_EW(k_add<T16>, n, s, (T16 *)y, (const T16 *)a, (const T16 *)b, n));
 }
 extern "C" void cd_cuda_acc(float *y, const float *x, int64_t n, void *s) { LAUNCH_EW(k_acc, n, s, y, x, n); }
 extern "C" void cd_cuda_scale(float *y, float sc, int64_t n, void *s) { LAUNCH_EW(k_scale, n, s, y, sc, n); }
@@ -123,12 +125,12 @@ extern "C" void cd_cuda_add_bias_nc(float *y, const float *bias, int n, int c, i
     LAUNCH_EW(k_add_bias_nc<float>, (int64_t)n * c * hw, s, y, bias, (int64_t)n * c, hw);
 }
 extern "C" void cd_cuda_add_bias_nc_bf16(uint16_t *y, const float *bias, int n, int c, int hw, void *s) {
-    LAUNCH_EW(k_add_bias_nc<__nv_bfloat16>, (int64_t)n * c * hw, s, (__nv_bfloat16 *)y, bias, (int64_t)n * c, hw);
+    CD_DISPATCH16(T16, LAUNCH_EW(k_add_bias_nc<T16>, (int64_t)n * c * hw, s, (T16 *)y, bias, (int64_t)n * c, hw));
 }
 
 // ---- resampling and layout ----------------------------------------------------------------
 // y[nc, 2h, 2w] from x[nc, h, w]
-template <typename T> // plain copies: T = float, or uint16_t for bf16 bits
+template <typename T> // plain copies: T = float, or uint16_t for 16-bit (bf16 / fp16) bits
 __global__ void k_up2_fwd(T *y, const T *x, int64_t nc, int h, int w) {
     int64_t W2 = 2 * w, HW2 = (int64_t)4 * h * w;
     CD_GRID_LOOP(i, nc * HW2) {
@@ -207,7 +209,7 @@ extern "C" void cd_cuda_split_c(float *da, float *db, const float *dy, int n, in
               (int64_t)ca * hw, (int64_t)cb * hw, 1);
 }
 
-// y[n, ca+cb, hw] = [a | b] for bf16 bits
+// y[n, ca+cb, hw] = [a | b] for 16-bit (bf16 / fp16) bits
 __global__ void k_concat_u16(uint16_t *y, const uint16_t *a, const uint16_t *b, int64_t n, int64_t sa, int64_t sb) {
     int64_t st = sa + sb;
     CD_GRID_LOOP(i, n * st) {

@@ -22,9 +22,10 @@ extern "C" void cd_cuda_gemm_bf16(int transA, int transB, int M, int N, int K, f
                                   float beta, void *C, int ldc, int c_bf16, void *stream) {
     cublasHandle_t h = (cublasHandle_t)cd_cuda_cublas(stream);
     if (!h || M <= 0 || N <= 0) return;
+    const cudaDataType_t r16 = cd_cuda_r16(); // bf16, or fp16 in fp16 mode (cd_cuda_set_fp16)
     cublasCheck(cublasGemmEx(h, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
-                             c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                             N, M, K, &alpha, B, r16, ldb, A, r16, lda, &beta, C,
+                             c_bf16 ? r16 : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                              CUBLAS_GEMM_DEFAULT));
 }
 
@@ -40,7 +41,7 @@ extern "C" void cd_cuda_gemm_batched(int transA, int transB, int M, int N, int K
         strideC, batch, f32_compute(), CUBLAS_GEMM_DEFAULT));
 }
 
-// y[n, out] += b[out]  (fp32 or bf16 y)
+// y[n, out] += b[out]  (fp32 or 16-bit y)
 template <typename T>
 __global__ void k_add_row_bias(T *y, const float *b, int64_t n, int out) {
     CD_GRID_LOOP(i, n * out) cd_st(y, i, cd_ld(y, i) + b[i % out]);
@@ -105,20 +106,21 @@ extern "C" void cd_cuda_linear_fwd_bf16_out(uint16_t *y, const uint16_t *x, cons
                                             int in, int out, void *stream) {
     cd_cuda_gemm_bf16(0, 1, n, out, in, 1.f, x, in, W, in, 0.f, y, out, 1, stream);
     if (b) {
-        k_add_row_bias<__nv_bfloat16><<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(
-            (__nv_bfloat16 *)y, b, n, out);
+        CD_DISPATCH16(T16, k_add_row_bias<T16><<<cd_ew_blocks((int64_t)n * out), 256, 0, cd_stream(stream)>>>(
+                               (T16 *)y, b, n, out));
         cudaCheckLaunch();
     }
 }
 
-// Fills x[n] with a cheap hash-based pattern in [-1, 1) (bf16 or fp32), so GEMM-rate
-// measurements run on non-zero data (zeros run faster on tensor cores).
+// Fills x[n] with a cheap hash-based pattern in [-1, 1) (16-bit T when bf16, else fp32), so
+// GEMM-rate measurements run on non-zero data (zeros run faster on tensor cores).
+template <typename T>
 __global__ void k_fill_pattern(void *x, int64_t n, int bf16) {
     CD_GRID_LOOP(i, n) {
         uint32_t h = (uint32_t)i * 2654435761u;
         h ^= h >> 13; h *= 0x5bd1e995u; h ^= h >> 15;
         float v = (float)(h & 0xffff) / 32768.f - 1.f;
-        if (bf16) ((__nv_bfloat16 *)x)[i] = __float2bfloat16(v);
+        if (bf16) ((T *)x)[i] = cd_to16<T>(v);
         else ((float *)x)[i] = v;
     }
 }
@@ -129,8 +131,8 @@ extern "C" double cd_cuda_gemm_rate_gflops(int n, int bf16, void *stream) {
     double rate = -1;
     cudaStream_t st = cd_stream(stream);
     if (A && B && C) {
-        k_fill_pattern<<<cd_ew_blocks(nn), 256, 0, st>>>(A, nn, bf16);
-        k_fill_pattern<<<cd_ew_blocks(nn), 256, 0, st>>>(B, nn, bf16);
+        CD_DISPATCH16(T16, k_fill_pattern<T16><<<cd_ew_blocks(nn), 256, 0, st>>>(A, nn, bf16);
+                           k_fill_pattern<T16><<<cd_ew_blocks(nn), 256, 0, st>>>(B, nn, bf16));
     }
     if (A && B && C && !cudaCheckLaunch()) {
         auto run = [&](int reps) {

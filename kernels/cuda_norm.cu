@@ -1,6 +1,7 @@
 // LayerNorm and GroupNorm(+SiLU) forward/backward on the GPU (twins of norm_cpu.c and
 // groupnorm_cpu.c). Statistics in fp32 with two-pass (mean, then squared deviations)
 // reductions; GroupNorm combines per-(n,c) row statistics into group statistics exactly.
+// The _bf16 forwards store the process's 16-bit format (bf16, or fp16: cd_cuda_set_fp16).
 #include "kernels/cuda_common.h"
 #include <math.h>
 
@@ -79,8 +80,8 @@ extern "C" void cd_cuda_layernorm_fwd(float *y, float *mean, float *rstd, const 
 extern "C" void cd_cuda_layernorm_fwd_bf16(uint16_t *y, float *mean, float *rstd, const uint16_t *x, const float *g,
                                            const float *b, int n, int c, float eps, void *stream) {
     if (n <= 0) return;
-    k_ln_fwd<__nv_bfloat16><<<(n + 7) / 8, 256, 0, cd_stream(stream)>>>((__nv_bfloat16 *)y, mean, rstd,
-                                                                        (const __nv_bfloat16 *)x, g, b, n, c, eps);
+    CD_DISPATCH16(T16, k_ln_fwd<T16><<<(n + 7) / 8, 256, 0, cd_stream(stream)>>>((T16 *)y, mean, rstd, (const T16 *)x,
+                                                                               g, b, n, c, eps));
     cudaCheckLaunch();
 }
 
@@ -177,8 +178,7 @@ extern "C" void cd_cuda_groupnorm_fwd(float *y, float *mean, float *rstd, const 
 extern "C" void cd_cuda_groupnorm_fwd_bf16(uint16_t *y, float *mean, float *rstd, const uint16_t *x, const float *g,
                                            const float *b, int n, int c, int hw, int groups, float eps, int silu,
                                            void *stream) {
-    gn_fwd<__nv_bfloat16>((__nv_bfloat16 *)y, mean, rstd, (const __nv_bfloat16 *)x, g, b, n, c, hw, groups, eps, silu,
-                          stream);
+    CD_DISPATCH16(T16, gn_fwd<T16>((T16 *)y, mean, rstd, (const T16 *)x, g, b, n, c, hw, groups, eps, silu, stream));
 }
 
 // Per row (n,c): A = sum dz * xhat, B = sum dz, where dz = dL/d(pre-SiLU affine output).

@@ -7,6 +7,7 @@
 
 static int g_sticky_error;
 static int g_tf32;
+static int g_fp16; // the 16-bit storage format: 0 bf16, 1 IEEE fp16 (cd_cuda_set_fp16)
 
 int cd_cuda_fail(const char *file, int line, const char *what, const char *msg) {
     fprintf(stderr, "%s:%d: %s: %s\n", file, line, what, msg);
@@ -137,6 +138,8 @@ extern "C" int cd_cuda_mem_info(size_t *used, size_t *total) {
 }
 extern "C" void cd_cuda_set_tf32(int on) { g_tf32 = on != 0; }
 extern "C" int cd_cuda_get_tf32(void) { return g_tf32; }
+extern "C" void cd_cuda_set_fp16(int on) { g_fp16 = on != 0; }
+extern "C" int cd_cuda_get_fp16(void) { return g_fp16; }
 
 // ---- per-stream context: cuBLAS handle, cuDNN handle, scratch buffer -----------------
 typedef struct {

@@ -60,6 +60,17 @@ int cd_cuda_graph_end(void *stream, void **exec);
 int cd_cuda_graph_launch(void *exec, void *stream);
 void cd_cuda_graph_destroy(void *exec);
 
+// ---- the 16-bit storage format (kernels/cuda_runtime.cu) ------------------------------
+// Every `_bf16` op below, and the two conversions, store uint16_t values in the process's
+// 16-bit format: bf16 (the default) or, after cd_cuda_set_fp16(1), IEEE fp16 (binary16:
+// GEMMs and convolutions then take fp16 inputs with fp32 accumulation; fp32 -> fp16 rounds to
+// nearest even, overflows to +-inf and keeps subnormals, as __float2half_rn). The names keep
+// "bf16" (the default and the format the sampler and trainer use unless --precision fp16).
+// Process-wide like TF32: set it before weights are converted or plans are made, never while
+// work is queued; 16-bit copies made in one format are garbage read in the other.
+void cd_cuda_set_fp16(int on);
+int cd_cuda_get_fp16(void);
+
 // ---- bf16 conversion (kernels/cuda_elementwise.cu) ----------------------------------
 void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);
 void cd_cuda_bf16_to_f32(float *y, const uint16_t *x, int64_t n, void *stream);
@@ -77,7 +88,7 @@ void cd_cuda_gemm_batched(int transA, int transB, int M, int N, int K, float alp
                           const float *A, int lda, int64_t strideA, const float *B, int ldb,
                           int64_t strideB, float beta, float *C, int ldc, int64_t strideC,
                           int batch, void *stream);
-// Measured GEMM rate (GFLOP/s) at n^3: bf16 in / fp32 accumulate when bf16, else fp32
+// Measured GEMM rate (GFLOP/s) at n^3: 16-bit in (the current format) / fp32 accumulate when bf16, else fp32
 // (tf32 when enabled). Allocates and frees its own buffers; -1 on failure.
 double cd_cuda_gemm_rate_gflops(int n, int bf16, void *stream);
 

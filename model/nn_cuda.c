@@ -122,6 +122,7 @@ int nn_dev_set_bf16(nn_dev *g, int on) {
     }
     if (cd_cuda_sync(g->st) || cd_cuda_status()) return cd_err("cuda: bf16 weight conversion failed");
     g->bf16 = 1;
+    g->fp16 = cd_cuda_get_fp16();
     return 0;
 }
 
@@ -196,6 +197,11 @@ void nn_dev_begin(nn_dev *g) {
     nn_drelease(g, (nn_dmark){0, 0});
     g->err = 0;
     g->flops = 0;
+    if (g->bf16 && g->fp16 != cd_cuda_get_fp16()) {   // 16-bit copies read in the other format
+        cd_err("cuda: the 16-bit weights were made as %s but the process now computes in %s "
+               "(cd_precision_apply after the upload)", g->fp16 ? "fp16" : "bf16", g->fp16 ? "bf16" : "fp16");
+        g->err = 1;
+    }
 }
 int64_t nn_dev_arena_bytes(const nn_dev *g) {
     int64_t s = 0;

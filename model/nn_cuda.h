@@ -26,6 +26,7 @@ typedef struct {
     int bf16;              // GEMMs, convolutions and attention in bf16 (fp32 accumulate)
     int dropped;           // nn_dev_drop_f32 freed fp32 copies (map entries with d == NULL)
     char *wbuf16;          // bf16 copies of the weights (bf16 mode)
+    int fp16;              // the 16-bit format they were made in (cd_cuda_get_fp16 then)
     size_t wbytes16;
     int err;               // sticky for one forward: a weight not uploaded or out of memory
     double flops;          // FLOPs of GEMMs, convolutions and attention since nn_dev_begin

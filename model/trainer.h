@@ -44,7 +44,16 @@ typedef struct {
     int64_t total;            // sum of numel
     float *adam_m, *adam_v;   // [total], params concatenated in order
     int64_t adam_step;        // optimizer steps done
+    // Dynamic loss scaling of fp16 training (model/trainer_cuda.c, torch.cuda.amp.GradScaler's
+    // rule and defaults): 0 = off (fp32, tf32, bf16, the CPU). The loss gradient is multiplied by
+    // loss_scale; a step whose gradients overflow is skipped and halves it, and every
+    // CD_LOSS_SCALE_INTERVAL finite steps in a row double it. Saved in checkpoints.
+    double loss_scale;        // fp16: starts at CD_LOSS_SCALE_INIT
+    int64_t scale_good;       // finite steps since the scale last changed
+    int64_t skipped_steps;    // optimizer steps skipped on an overflow
 } cd_trainer;
+#define CD_LOSS_SCALE_INIT 65536.0   // GradScaler(init_scale=2**16)
+#define CD_LOSS_SCALE_INTERVAL 2000  // GradScaler(growth_interval=2000), growth 2, backoff 0.5
 
 // Set up training on a loaded pipeline. modifiers "<new1>+<new2>" (NULL or "" =
 // none), initializers "ktn+pll" (one raw vocabulary piece per modifier). Errors: a

@@ -10,20 +10,7 @@
 #include <string.h>
 #include "model/trainer_cuda.h"
 #include "core/err.h"
-
-int cd_precision_parse(const char *s, int *prec) {
-    if (!s || !strcmp(s, "fp32")) { *prec = CD_PREC_FP32; return 0; }
-    if (!strcmp(s, "tf32")) { *prec = CD_PREC_TF32; return 0; }
-    if (!strcmp(s, "bf16")) { *prec = CD_PREC_BF16; return 0; }
-    if (!strcmp(s, "fp16"))
-        return cd_err("--precision fp16: not supported (no fp16 kernels); use bf16, which has fp32's "
-                      "range and needs no loss scaling");
-    return cd_err("--precision '%s': expected fp32, tf32 or bf16", s);
-}
-
-const char *cd_precision_name(int prec) {
-    return prec == CD_PREC_BF16 ? "bf16" : prec == CD_PREC_TF32 ? "tf32" : "fp32";
-}
+#include "core/log.h"
 
 #ifndef CD_CUDA
 int cd_trainer_cuda_new(cd_trainer_cuda **out, cd_trainer *tr, int precision) {
@@ -37,7 +24,7 @@ int cd_trainer_cuda_accumulate(cd_trainer_cuda *g, const cd_train_batch *b, cd_t
 int cd_trainer_cuda_encode(cd_trainer_cuda *g, const float *p, int B, int H, int W, float *m, float *l) {
     return cd_err("built without CUDA");
 }
-int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *gn) { return cd_err("built without CUDA"); }
+int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *gn, int *sk) { return cd_err("built without CUDA"); }
 int cd_trainer_cuda_to_host(cd_trainer_cuda *g) { return cd_err("built without CUDA"); }
 int cd_trainer_cuda_from_host(cd_trainer_cuda *g) { return cd_err("built without CUDA"); }
 int cd_trainer_cuda_grads_to_host(cd_trainer_cuda *g) { return cd_err("built without CUDA"); }
@@ -95,8 +82,8 @@ static int setup_networks(cd_trainer_cuda *g) {
     CD_TRY(cd_clip_text_cuda_new(&g->text, &tr->text, g->st));
     if (p->vae && p->vae_w.n > 0 && cd_vae_cuda_new(&g->vae, &p->vae_cfg, &p->vae_w, g->st))
         return cd_errctx("cuda trainer: VAE");
-    int bf = g->prec == CD_PREC_BF16;
-    cd_cuda_set_tf32(g->prec == CD_PREC_TF32);
+    int bf = cd_precision_half(g->prec);
+    cd_precision_apply(g->prec);   // before any 16-bit copy is made
     CD_TRY(cd_unet_cuda_set_bf16(g->unet, bf));
     CD_TRY(cd_clip_text_cuda_set_bf16(g->text, bf));
     if (g->vae) CD_TRY(cd_vae_cuda_set_bf16(g->vae, bf));
@@ -110,6 +97,11 @@ int cd_trainer_cuda_new(cd_trainer_cuda **out, cd_trainer *tr, int precision) {
     cd_trainer_cuda *g = cd_calloc(1, sizeof *g);
     g->tr = tr;
     g->prec = precision;
+    if (precision == CD_PREC_FP16 && !(tr->loss_scale > 0)) {   // a fresh run (a resume brings its own)
+        tr->loss_scale = CD_LOSS_SCALE_INIT;
+        tr->scale_good = 0;
+    }
+    if (precision != CD_PREC_FP16) tr->loss_scale = 0;
     g->st = cd_cuda_stream_create();
     int rc = g->st ? 0 : cd_err("cuda trainer: cannot create a stream");
     if (rc == 0) rc = setup_networks(g);
@@ -217,6 +209,8 @@ int cd_trainer_cuda_accumulate(cd_trainer_cuda *g, const cd_train_batch *b, cd_t
     CD_TRY(cd_cuda_sync(g->st));
     CD_TRY(status("forward"));
     cd_trainer_loss(tr, b, g->h_pred, g->h_target, g->h_dpred, lc, h * w, out);
+    if (tr->loss_scale > 0)   // fp16: every gradient downstream carries the scale
+        for (int64_t k = 0; k < n; k++) g->h_dpred[k] = (float)(g->h_dpred[k] * tr->loss_scale);
     CD_TRY(cd_cuda_memcpy_h2d(g->dpred, g->h_dpred, sizeof(float) * n, g->st));
     CD_TRY(cd_unet_cuda_backward(g->unet, rows ? g->dctx : NULL, g->dpred));
     if (rows) {
@@ -243,17 +237,43 @@ static void scale_grads(cd_trainer_cuda *g, float coef) {
     if (g->tr->nmod) cd_cuda_scale(g->rowgrad, coef, (int64_t)g->tr->nmod * g->tr->tcfg.hidden, g->st);
 }
 
-int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *grad_norm_out) {
+// fp16's overflowed step (the norm of the scaled gradients is not finite): no update, the
+// scale halves, the gradients are dropped. GradScaler's backoff; it never goes below 1.
+static int skip_step(cd_trainer_cuda *g, double norm) {
     cd_trainer *tr = g->tr;
+    tr->skipped_steps++;
+    tr->scale_good = 0;
+    if (tr->loss_scale > 1) tr->loss_scale *= 0.5;
+    cd_info("fp16: gradients overflowed (norm %g) at optimizer step %lld: step skipped, loss scale now %g",
+            norm, (long long)tr->adam_step + 1, tr->loss_scale);
+    CD_TRY(zero_grads(g));
+    CD_TRY(cd_cuda_sync(g->st));
+    return status("skipping an overflowed step");
+}
+
+int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *grad_norm_out, int *skipped) {
+    cd_trainer *tr = g->tr;
+    double S = tr->loss_scale > 0 ? tr->loss_scale : 1.0;
     double norm = grad_norm(g);
-    if (grad_norm_out) *grad_norm_out = norm;
     CD_TRY(status("gradient norm"));
+    if (skipped) *skipped = 0;
+    if (!isfinite(norm) && tr->loss_scale > 0) {
+        if (grad_norm_out) *grad_norm_out = INFINITY;
+        if (skipped) *skipped = 1;
+        return skip_step(g, norm);
+    }
+    norm /= S;   // the true norm (fp16: the gradients carry the loss scale)
+    if (grad_norm_out) *grad_norm_out = norm;
     if (!isfinite(norm)) return cd_err("gradient norm is %g at optimizer step %lld: training diverged",
                                        norm, (long long)tr->adam_step + 1);
-    if (tr->o.max_grad_norm > 0) {
-        // torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), clamped to 1 (as the CPU step).
-        float coef = (float)(tr->o.max_grad_norm / (norm + 1e-6));
-        if (coef < 1.0f) scale_grads(g, coef);
+    // Unscale and clip in one pass: torch.nn.utils.clip_grad_norm_'s coef = max / (norm + 1e-6),
+    // clamped to 1 (as the CPU step), times 1 / S.
+    double coef = 1.0;
+    if (tr->o.max_grad_norm > 0 && tr->o.max_grad_norm / (norm + 1e-6) < 1.0) coef = tr->o.max_grad_norm / (norm + 1e-6);
+    if (coef / S != 1.0) scale_grads(g, (float)(coef / S));
+    if (tr->loss_scale > 0 && ++tr->scale_good >= CD_LOSS_SCALE_INTERVAL) {   // GradScaler's growth
+        tr->loss_scale *= 2;
+        tr->scale_good = 0;
     }
     tr->adam_step++;
     int64_t off = 0;
@@ -285,6 +305,9 @@ int cd_trainer_cuda_grads_to_host(cd_trainer_cuda *g) {
     for (int i = 0; i < tr->nparams; i++)
         CD_TRY(cd_cuda_memcpy_d2h(tr->params[i].g, grad_dev(g, i), sizeof(float) * tr->params[i].numel, g->st));
     CD_TRY(cd_cuda_sync(g->st));
+    if (tr->loss_scale > 0)   // fp16: the true gradients
+        for (int i = 0; i < tr->nparams; i++)
+            for (int64_t k = 0; k < tr->params[i].numel; k++) tr->params[i].g[k] = (float)(tr->params[i].g[k] / tr->loss_scale);
     return status("copying the gradients to the host");
 }
 

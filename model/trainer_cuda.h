@@ -9,10 +9,13 @@
 // backward to the modifier rows. Per optimizer step: global gradient norm (fp32 sums), clipping,
 // AdamW on the fp32 masters (trainable K/V weights, modifier rows), bf16 copies refreshed.
 //
-// Precision: fp32 (exact fp32 math), tf32 (fp32 storage, TF32 tensor-core GEMMs/convolutions),
-// bf16 (frozen weights in bf16, trainable fp32 masters with bf16 compute copies, GEMMs /
-// convolutions / attention in bf16 with fp32 accumulation; losses, norms, softmax statistics and
-// gradients in fp32). fp16 is refused with the reason (no fp16 kernels; bf16 needs no loss scaling).
+// Precision (model/precision.h): fp32 (exact fp32 math), tf32 (fp32 storage, TF32 tensor-core
+// GEMMs/convolutions), bf16 and fp16 (frozen weights in 16 bits, trainable fp32 masters with
+// 16-bit compute copies, GEMMs / convolutions / attention in 16 bits with fp32 accumulation;
+// losses, norms, softmax statistics and parameter gradients in fp32). fp16 adds dynamic loss
+// scaling (cd_trainer's loss_scale): activation gradients stored in fp16 would flush to zero
+// below 6e-8 unscaled; a step whose gradients overflow is skipped (tr->skipped_steps) and the
+// scale halves, as torch.cuda.amp.GradScaler does.
 //
 // Plain C, no CUDA headers: builds with CUDA=0, where cd_trainer_cuda_new fails with
 // "built without CUDA".
@@ -22,11 +25,7 @@
 #include "model/trainer.h"
 #include "model/unet_cuda.h"
 #include "model/vae_cuda.h"
-
-enum { CD_PREC_FP32 = 0, CD_PREC_TF32 = 1, CD_PREC_BF16 = 2 };
-// "fp32" | "tf32" | "bf16" -> CD_PREC_*; anything else (fp16 included) is an error naming it.
-int cd_precision_parse(const char *s, int *prec);
-const char *cd_precision_name(int prec);
+#include "model/precision.h"
 
 typedef struct cd_trainer_cuda cd_trainer_cuda;
 
@@ -42,8 +41,11 @@ int cd_trainer_cuda_accumulate(cd_trainer_cuda *g, const cd_train_batch *b, cd_t
 // As cd_trainer_encode (host in/out), on the device.
 int cd_trainer_cuda_encode(cd_trainer_cuda *g, const float *pixels, int B, int H, int W,
                            float *mean, float *logvar);
-// As cd_trainer_step: clip, AdamW, zero the gradients (device); advances tr->adam_step.
-int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *grad_norm);
+// As cd_trainer_step: clip, AdamW, zero the gradients (device); advances tr->adam_step. fp16:
+// the gradients are unscaled first; when they overflowed (non-finite norm) the step is skipped
+// instead (*grad_norm = inf, *skipped = 1, tr->adam_step unchanged, the scale halved, gradients
+// zeroed). skipped may be NULL. Other precisions: a non-finite norm is an error (diverged).
+int cd_trainer_cuda_step(cd_trainer_cuda *g, float lr, double *grad_norm, int *skipped);
 
 // Device trainable weights and AdamW moments -> the host trainer (before a checkpoint, an
 // export, validation sampling on the CPU); and back (after a resume).

@@ -48,7 +48,8 @@ static void emit(cd_unet_cuda *U, const char *name, const void *d, int B, int C,
     if (cd_cuda_memcpy_d2h(U->hact, d, n * (b16 ? 2 : 4), U->d.st) || cd_cuda_sync(U->d.st)) { U->d.err = 1; return; }
     if (b16) {   // the bf16 values sit in the first half of hact: widen from the back
         const uint16_t *b = (const uint16_t *)U->hact;
-        for (int64_t i = n - 1; i >= 0; i--) U->hact[i] = cd_bf16_to_f32(b[i]);
+        int f16 = cd_cuda_get_fp16();
+        for (int64_t i = n - 1; i >= 0; i--) U->hact[i] = f16 ? cd_f16_to_f32(b[i]) : cd_bf16_to_f32(b[i]);
     }
     int64_t s4[4] = {B, C, H, W}, s2[2] = {B, C};
     U->acts(U->act_ctx, name, U->hact, H ? 4 : 2, H ? s4 : s2);
@@ -308,7 +309,7 @@ static int capture(cd_unet_cuda *U, float *d_out, const float *d_x, const float 
     int shape[4] = {B, H, W, M};
     memcpy(U->gkey, key, sizeof key);
     memcpy(U->gshape, shape, sizeof shape);
-    U->gbf = U->d.bf16;
+    U->gbf = U->d.bf16 ? 1 + U->d.fp16 : 0;
     U->gtf = cd_cuda_get_tf32();
     return 0;
 }
@@ -320,7 +321,7 @@ int cd_unet_cuda_forward_graph(cd_unet_cuda *U, float *d_out, const float *d_x, 
     const void *key[4] = {d_out, d_x, d_t, d_ctx};
     int shape[4] = {B, H, W, Nctx};
     if (!U->gexec || memcmp(key, U->gkey, sizeof key) || memcmp(shape, U->gshape, sizeof shape) ||
-        U->gbf != U->d.bf16 || U->gtf != cd_cuda_get_tf32())
+        U->gbf != (U->d.bf16 ? 1 + U->d.fp16 : 0) || U->gtf != cd_cuda_get_tf32())
         CD_TRY(capture(U, d_out, d_x, d_t, d_ctx, B, H, W, Nctx));
     if (cd_cuda_graph_launch(U->gexec, U->d.st)) return cd_errctx("unet cuda");
     return 0;

@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
         {"grid-cols", CD_OPT_INT, &grid_cols, "0", "grid columns (0: images per prompt, or square)"},
         {"no-check-base", CD_OPT_FLAG, &no_check_base, "0", "apply deltas even if made for another base model"},
         {"device", CD_OPT_STR, &g_device, "cpu", "cpu, or cuda (UNet and VAE decoder on the GPU; the text encoder on the CPU)"},
-        {"precision", CD_OPT_STR, &g_precision, "fp32", "UNet math with --device cuda: fp32, tf32 or bf16"},
+        {"precision", CD_OPT_STR, &g_precision, "fp32", "UNet math with --device cuda: fp32, tf32, bf16 or fp16"},
         {0}};
     int npos; char **pos;
     int r = cd_cli_parse(PROG, "text to image with Custom Diffusion deltas", opts, argc, argv, &npos, &pos);

@@ -98,8 +98,9 @@ else
 fi
 
 # Reduced precision: runs, and the image stays close to fp32's (bf16 rounds every GEMM,
-# convolution and attention input; TF32 rounds GEMM/convolution inputs to 10 mantissa bits).
-for pl in tf32:1.0 bf16:4.0; do
+# convolution and attention input to 8 mantissa bits, fp16 to 11; TF32 rounds GEMM/convolution
+# inputs to 10 mantissa bits).
+for pl in tf32:1.0 bf16:4.0 fp16:1.0; do
   p=${pl%%:*}; lim=${pl#*:}
   if run "$p" --device cuda --precision "$p" && [ -f "$T/$p/$PNG" ]; then
     if [ "$HAVE_PY" = 1 ] && [ -f "$T/cpu/$PNG" ]; then
@@ -132,7 +133,7 @@ fi
 
 if run badprec --device cuda --precision fp8; then
   fail emu_bad_precision_refused "--precision fp8 was accepted"
-elif grep -q "precision 'fp8': expected fp32, tf32 or bf16" "$T/badprec.err"; then
+elif grep -q "precision 'fp8': expected fp32, tf32, bf16 or fp16" "$T/badprec.err"; then
   pass emu_bad_precision_refused
 else
   fail emu_bad_precision_refused "unclear error: $(tail -2 "$T/badprec.err")"

@@ -1,8 +1,9 @@
 // Every CUDA twin (kernels/kernels_cuda.h) against its CPU reference (kernels/kernels.h) on
 // Stable Diffusion shapes: fresh random inputs (seed printed; CD_TEST_SEED repeats a run),
 // outputs poisoned with NaN before the op, guard bytes past every device buffer checked
-// after it. Tolerances (max|gpu-cpu| / max|cpu|): fp32 1e-5, tf32 3e-4, bf16 1e-2; NaN
-// never passes. Each compared tensor prints an "info:" line with its measured error.
+// after it. Tolerances (max|gpu-cpu| / max|cpu|): fp32 1e-5, tf32 3e-4, bf16 1e-2, fp16 2e-3;
+// NaN never passes. The 16-bit checks run twice: in bf16 (the default format) and, as the
+// *_fp16 tests, in fp16 mode (cd_cuda_set_fp16(1), reset afterwards) on fp16-rounded inputs. Each compared tensor prints an "info:" line with its measured error.
 // Without a GPU (or built with CUDA=0) every test prints SKIP. Runs under `make test-cuda`.
 #include "tests/testlib.h"
 #include "kernels/kernels.h"
@@ -19,6 +20,8 @@
 // target 3e-4 is printed with each tf32 result; the test fails above 1e-3.
 #define TOLTF 1e-3
 #define TOLBF 1e-2
+// fp16 keeps 11 significant bits (bf16 8): 8x finer rounding, so 2e-3 where bf16 has 1e-2.
+#define TOLH 2e-3
 
 #ifdef CD_CUDA
 #define GUARD_BYTES 256
@@ -27,13 +30,30 @@
 static void *g_bufs[MAXBUF];
 static int g_nbuf;
 static uint32_t g_seed;
+// The 16-bit format the _bf16 checks run in (0 bf16, 1 fp16): round_bf16, the tolerance TOL16
+// and the names (T16) follow it. set_fp16 switches the process's mode with it.
+static int g_fp16;
+static void set_fp16(int on) {
+    cd_cuda_set_fp16(on);
+    g_fp16 = on;
+}
+#define TOL16 (g_fp16 ? TOLH : TOLBF)
+static uint16_t to16(float x) { return g_fp16 ? cd_f32_to_f16(x) : cd_f32_to_bf16(x); }
+static float from16(uint16_t b) { return g_fp16 ? cd_f16_to_f32(b) : cd_bf16_to_f32(b); }
+// s with every "bf16" spelled "fp16" in fp16 mode (a static buffer: one use per call).
+static const char *T16(const char *s) {
+    static char buf[160];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *p = strstr(buf, "bf16"); p && g_fp16; p = strstr(p + 4, "bf16")) memcpy(p, "fp16", 4);
+    return buf;
+}
 
 // Device buffer of `bytes` plus guard bytes; contents: host data (h), NaN poison (h == NULL).
 static void *dbuf(const void *h, size_t bytes) {
     char *d = cd_cuda_malloc(bytes + GUARD_BYTES);
     if (!d) return NULL;
     if (h) cd_cuda_memcpy_h2d(d, h, bytes, NULL);
-    else cd_cuda_memset(d, 0xFF, bytes, NULL); // 0xFFFFFFFF is a NaN in fp32 and bf16
+    else cd_cuda_memset(d, 0xFF, bytes, NULL); // 0xFFFFFFFF is a NaN in fp32, bf16 and fp16
     cd_cuda_memset(d + bytes, GUARD_BYTE, GUARD_BYTES, NULL);
     if (g_nbuf < MAXBUF) g_bufs[g_nbuf++] = d; // else leaked until exit (tests stay below)
     return d;
@@ -117,26 +137,37 @@ TEST(cuda_gemm_tf32) {
     gemm_case(1, 0, 320, 768, 154, 0, 1.f, 1.f, 1);
 }
 
-TEST(cuda_gemm_bf16) {
+static uint16_t *round_bf16(float *x, int64_t n);
+// A 16-bit GEMM (the current format) against the fp32 CPU GEMM on the same inputs rounded to the
+// format on the host (the GPU rounds the fp32 uploads itself); and the GPU's rounding itself
+// against core/half.h's.
+static void gemm16_case(void) {
     int M = 4096, N = 640, K = 320;
     float *A = hrand((int64_t)M * K, 1), *B = hrand((int64_t)K * N, 1), *C = cd_malloc(sizeof(float) * M * N);
-    cd_gemm(0, 0, M, N, K, 1.f, A, K, B, N, 0.f, C, N);
+    float *Ar = hcopy(A, (int64_t)M * K), *Br = hcopy(B, (int64_t)K * N);
+    free(round_bf16(Ar, (int64_t)M * K));
+    free(round_bf16(Br, (int64_t)K * N));
+    cd_gemm(0, 0, M, N, K, 1.f, Ar, K, Br, N, 0.f, C, N);
+    free(Ar); free(Br);
     float *dA = din(A, (int64_t)M * K), *dB = din(B, (int64_t)K * N), *dC = dout_((int64_t)M * N);
     uint16_t *hA = dbuf(NULL, 2 * (size_t)M * K), *hB = dbuf(NULL, 2 * (size_t)K * N);
     cd_cuda_f32_to_bf16(hA, dA, (int64_t)M * K, NULL);
     cd_cuda_f32_to_bf16(hB, dB, (int64_t)K * N, NULL);
     cd_cuda_gemm_bf16(0, 0, M, N, K, 1.f, hA, K, hB, N, 0.f, dC, N, 0, NULL);
-    cmp("gemm bf16 4096x640x320", dC, C, (int64_t)M * N, TOLBF);
+    cmp(T16("gemm bf16 4096x640x320"), dC, C, (int64_t)M * N, TOL16);
     // the conversion itself is exact round-to-nearest-even
     uint16_t *got = cd_malloc(2 * (size_t)M * K);
     if (fetch("f32_to_bf16", got, hA, 2 * (size_t)M * K) == 0) {
         int64_t bad = 0;
-        for (int64_t i = 0; i < (int64_t)M * K; i++) bad += got[i] != cd_f32_to_bf16(A[i]);
-        CHECKF(bad == 0, "f32_to_bf16: %lld of %lld values differ from core/half.h", (long long)bad, (long long)M * K);
+        for (int64_t i = 0; i < (int64_t)M * K; i++) bad += got[i] != to16(A[i]);
+        CHECKF(bad == 0, "f32_to_bf16 (%s): %lld of %lld values differ from core/half.h", g_fp16 ? "fp16" : "bf16",
+               (long long)bad, (long long)M * K);
     }
     free(got); free(A); free(B); free(C);
     free_all();
 }
+TEST(cuda_gemm_bf16) { gemm16_case(); }
+TEST(cuda_gemm_fp16) { set_fp16(1); gemm16_case(); set_fp16(0); }
 
 static void linear_case(int n, int in, int out, int bias) {
     float *x = hrand((int64_t)n * in, 1), *W = hrand((int64_t)out * in, 0.1f), *b = bias ? hrand(out, 1) : NULL;
@@ -266,10 +297,12 @@ TEST(cuda_conv_tf32) {
     conv_case(2, 320, 64, 64, 320, 3, 1, 1, 1);
 }
 
-TEST(cuda_conv_bf16) {
+static void conv16_case(void) {
     int n = 2, cin = 320, h = 32, w = 32, cout = 640;
     int64_t nx = (int64_t)n * cin * h * w, ny = (int64_t)n * cout * h * w, nw = (int64_t)cout * cin * 9;
     float *x = hrand(nx, 1), *W = hrand(nw, 0.1f), *b = hrand(cout, 1), *y = cd_malloc(4 * ny);
+    free(round_bf16(x, nx));   // the CPU sees the inputs the GPU converts to
+    free(round_bf16(W, nw));
     cd_conv2d_fwd(y, x, W, b, n, cin, h, w, cout, 3, 1, 1);
     float *gx = din(x, nx), *gW = din(W, nw), *gb = din(b, cout), *gy = dout_(ny);
     uint16_t *bx = dbuf(NULL, 2 * nx), *bW = dbuf(NULL, 2 * nw), *by = dbuf(NULL, 2 * ny);
@@ -277,12 +310,13 @@ TEST(cuda_conv_bf16) {
     cd_cuda_f32_to_bf16(bW, gW, nw, NULL);
     cd_cuda_conv2d_fwd_bf16(by, bx, bW, gb, n, cin, h, w, cout, 3, 1, 1, NULL);
     cd_cuda_bf16_to_f32(gy, by, ny, NULL);
-    cmp("conv bf16 2x320x32x32->640 y", gy, y, ny, TOLBF);
+    cmp(T16("conv bf16 2x320x32x32->640 y"), gy, y, ny, TOL16);
     free(x); free(W); free(b); free(y);
     free_all();
 }
+TEST(cuda_conv_bf16) { conv16_case(); }
+TEST(cuda_conv_fp16) { set_fp16(1); conv16_case(); set_fp16(0); }
 
-static uint16_t *round_bf16(float *x, int64_t n);
 // bf16 backward data (the trainer's path through every UNet conv) against the CPU's dx on the
 // same bf16-rounded dy and W.
 static void conv_bf16_bwd_data_case(int n, int cin, int h, int w, int cout, int k, int s, int p) {
@@ -297,17 +331,19 @@ static void conv_bf16_bwd_data_case(int n, int cin, int h, int w, int cout, int 
     cd_cuda_bf16_to_f32(gdxf, gdx, nx, NULL);
     char nm[96];
     snprintf(nm, sizeof nm, "conv bf16 bwd-data %dx%dx%dx%d->%d k%ds%dp%d dx", n, cin, h, w, cout, k, s, p);
-    cmp(nm, gdxf, dx, nx, TOLBF);
+    cmp(T16(nm), gdxf, dx, nx, TOL16);
     free(W); free(dy); free(dx); free(Wb); free(dyb);
     free_all();
 }
 
-TEST(cuda_conv_bf16_bwd_data) {
+static void conv16_bwd_data_cases(void) {
     conv_bf16_bwd_data_case(2, 320, 16, 16, 640, 3, 1, 1);  // resnet conv (small: the CPU side stays fast)
     conv_bf16_bwd_data_case(2, 320, 16, 16, 4, 3, 1, 1);    // conv_out (4 output channels)
     conv_bf16_bwd_data_case(2, 320, 16, 16, 320, 3, 2, 1);  // downsampler (stride 2)
     conv_bf16_bwd_data_case(2, 960, 16, 16, 640, 1, 1, 0);  // 1x1 shortcut
 }
+TEST(cuda_conv_bf16_bwd_data) { conv16_bwd_data_cases(); }
+TEST(cuda_conv_fp16_bwd_data) { set_fp16(1); conv16_bwd_data_cases(); set_fp16(0); }
 
 // ---- attention -------------------------------------------------------------------------------
 // causal = 1: the CLIP text variant (Nq == Nk, key j <= query i).
@@ -365,9 +401,10 @@ TEST(cuda_attention_cross) {
 }
 
 // bf16 tensor-core forward and backward against the CPU on the same bf16-rounded inputs.
-static uint16_t *round_bf16(float *x, int64_t n) { // x rounded in place; returns the bf16 bits
+// x rounded in place to the current 16-bit format (bf16 or fp16); returns the 16-bit bits.
+static uint16_t *round_bf16(float *x, int64_t n) {
     uint16_t *b = cd_malloc(2 * (n ? n : 1));
-    for (int64_t i = 0; i < n; i++) { b[i] = cd_f32_to_bf16(x[i]); x[i] = cd_bf16_to_f32(b[i]); }
+    for (int64_t i = 0; i < n; i++) { b[i] = to16(x[i]); x[i] = from16(b[i]); }
     return b;
 }
 
@@ -391,13 +428,14 @@ static void attention_bf16_case(int B, int H, int Nq, int Nk, int D, int detach)
     cd_cuda_bf16_to_f32(gof, gob, nq, NULL);
     cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, gdo, gq, gk, gv, gcob, gcl, B, H, Nq, Nk, D, scale, detach, NULL);
     char nm[96], tag[64];
-    snprintf(tag, sizeof tag, "attn bf16 B%d H%d %dx%d D%d%s", B, H, Nq, Nk, D, detach ? " det" : "");
-    snprintf(nm, sizeof nm, "%s out", tag); cmp(nm, go, out, nq, TOLBF);
-    snprintf(nm, sizeof nm, "%s lse", tag); cmp(nm, gl, lse, nl, TOLBF);
-    snprintf(nm, sizeof nm, "%s out(bf16)", tag); cmp(nm, gof, out, nq, TOLBF);
-    snprintf(nm, sizeof nm, "%s dq", tag); cmp(nm, gdq, dq, nq, TOLBF);
-    snprintf(nm, sizeof nm, "%s dk", tag); cmp(nm, gdk, dk, nk, TOLBF);
-    snprintf(nm, sizeof nm, "%s dv", tag); cmp(nm, gdv, dv, nk, TOLBF);
+    snprintf(tag, sizeof tag, "attn %s B%d H%d %dx%d D%d%s", g_fp16 ? "fp16" : "bf16", B, H, Nq, Nk, D,
+             detach ? " det" : "");
+    snprintf(nm, sizeof nm, "%s out", tag); cmp(nm, go, out, nq, TOL16);
+    snprintf(nm, sizeof nm, "%s lse", tag); cmp(nm, gl, lse, nl, TOL16);
+    snprintf(nm, sizeof nm, "%s out(16-bit)", tag); cmp(nm, gof, out, nq, TOL16);
+    snprintf(nm, sizeof nm, "%s dq", tag); cmp(nm, gdq, dq, nq, TOL16);
+    snprintf(nm, sizeof nm, "%s dk", tag); cmp(nm, gdk, dk, nk, TOL16);
+    snprintf(nm, sizeof nm, "%s dv", tag); cmp(nm, gdv, dv, nk, TOL16);
     free(q); free(k); free(v); free(dout); free(qb); free(kb); free(vb); free(db); free(ob);
     free(out); free(lse); free(dq); free(dk); free(dv);
     free_all();
@@ -411,12 +449,25 @@ TEST(cuda_attention_bf16) {
     attention_bf16_case(2, 8, 256, 256, 160, 0);
 }
 
-TEST(cuda_attention_bf16_small) {
+static void attention16_small_cases(void) {
     attention_bf16_case(2, 8, 64, 77, 160, 1);
     attention_bf16_case(1, 3, 100, 33, 40, 0);
     attention_bf16_case(1, 2, 65, 130, 80, 0);
     attention_bf16_case(2, 2, 70, 77, 64, 1);
     attention_bf16_case(1, 1, 1, 1, 40, 0);
+}
+TEST(cuda_attention_bf16_small) { attention16_small_cases(); }
+TEST(cuda_attention_fp16_small) { set_fp16(1); attention16_small_cases(); set_fp16(0); }
+
+// fp16 twins of cuda_attention_bf16 at the UNet's shapes (less the 4096x4096 self-attention,
+// whose CPU reference is the slowest: head dim 40 is covered by the 4096x77 case).
+TEST(cuda_attention_fp16) {
+    set_fp16(1);
+    attention_bf16_case(2, 8, 4096, 77, 40, 1);
+    attention_bf16_case(1, 5, 1024, 1024, 64, 0);
+    attention_bf16_case(1, 4, 1024, 77, 80, 1);
+    attention_bf16_case(2, 8, 256, 256, 160, 0);
+    set_fp16(0);
 }
 
 // Ragged tiles (Nq, Nk not multiples of 64) for every head dim: small enough for
@@ -622,17 +673,17 @@ TEST(cuda_embeddings) {
     free_all();
 }
 
-// ---- bf16 storage variants (forward) vs the CPU on the same rounded inputs ----------------------
-// Uploads bf16 bits; returns the device copy.
+// ---- 16-bit storage variants (forward) vs the CPU on the same rounded inputs ----------------------
+// Uploads 16-bit bits; returns the device copy.
 static uint16_t *dbf(const uint16_t *h, int64_t n) { return dbuf(h, 2 * (size_t)n); }
-// Widens a device bf16 tensor into a fresh device fp32 one (for cmp).
+// Widens a device 16-bit tensor (the current format) into a fresh device fp32 one (for cmp).
 static float *widen(const uint16_t *d, int64_t n) {
     float *f = dout_(n);
     cd_cuda_bf16_to_f32(f, d, n, NULL);
     return f;
 }
 
-TEST(cuda_bf16_forward) {
+static void forward16_cases(void) {
     int n = 2, c = 320, hw = 4096;
     int64_t nt = (int64_t)n * c * hw;
     float *x = hrand(nt, 3), *g = hrand(c, 1), *b = hrand(c, 1), *y = cd_malloc(4 * nt);
@@ -642,9 +693,9 @@ TEST(cuda_bf16_forward) {
     uint16_t *gx = dbf(xb, nt), *gy = dbuf(NULL, 2 * nt);
     float *gg = din(g, c), *gb = din(b, c), *gm = dout_(n * 32), *gr = dout_(n * 32);
     cd_cuda_groupnorm_fwd_bf16(gy, gm, gr, gx, gg, gb, n, c, hw, 32, 1e-5f, 1, NULL);
-    cmp("groupnorm+silu bf16 y", widen(gy, nt), y, nt, TOLBF);
-    cmp("groupnorm+silu bf16 mean", gm, m, n * 32, TOL32 * 10);
-    cmp("groupnorm+silu bf16 rstd", gr, r, n * 32, TOL32 * 10);
+    cmp(T16("groupnorm+silu bf16 y"), widen(gy, nt), y, nt, TOL16);
+    cmp(T16("groupnorm+silu bf16 mean"), gm, m, n * 32, TOL32 * 10);
+    cmp(T16("groupnorm+silu bf16 rstd"), gr, r, n * 32, TOL32 * 10);
     // silu, add on the same tensor
     float *s1 = cd_malloc(4 * nt), *s2 = cd_malloc(4 * nt);
     cd_silu_fwd(s1, x, nt);
@@ -652,8 +703,8 @@ TEST(cuda_bf16_forward) {
     uint16_t *gs = dbuf(NULL, 2 * nt), *ga = dbuf(NULL, 2 * nt);
     cd_cuda_silu_fwd_bf16(gs, gx, nt, NULL);
     cd_cuda_add_bf16(ga, gx, gs, nt, NULL);
-    cmp("silu bf16", widen(gs, nt), s1, nt, TOLBF);
-    cmp("add bf16", widen(ga, nt), s2, nt, TOLBF);
+    cmp(T16("silu bf16"), widen(gs, nt), s1, nt, TOL16);
+    cmp(T16("add bf16"), widen(ga, nt), s2, nt, TOL16);
     free(x); free(g); free(b); free(y); free(m); free(r); free(xb); free(s1); free(s2);
     free_all();
     // layernorm 8192 x 320 and bias+GEGLU 8192 x 2560 -> 1280
@@ -663,7 +714,7 @@ TEST(cuda_bf16_forward) {
     cd_layernorm_fwd(ly, NULL, NULL, lx, lg, lb, rows, lc, 1e-5f);
     uint16_t *glx = dbf(lxb, (int64_t)rows * lc), *gly = dbuf(NULL, 2 * (size_t)rows * lc);
     cd_cuda_layernorm_fwd_bf16(gly, NULL, NULL, glx, din(lg, lc), din(lb, lc), rows, lc, 1e-5f, NULL);
-    cmp("layernorm bf16 8192x320", widen(gly, (int64_t)rows * lc), ly, (int64_t)rows * lc, TOLBF);
+    cmp(T16("layernorm bf16 8192x320"), widen(gly, (int64_t)rows * lc), ly, (int64_t)rows * lc, TOL16);
     int64_t ng = (int64_t)rows * 2 * gc;
     float *ex = hrand(ng, 3), *eb = hrand(2 * gc, 1), *ey = cd_malloc(4 * (int64_t)rows * gc);
     uint16_t *exb = round_bf16(ex, ng);
@@ -672,7 +723,7 @@ TEST(cuda_bf16_forward) {
     cd_geglu_fwd(ey, ex, rows, gc);
     uint16_t *gex = dbf(exb, ng), *gey = dbuf(NULL, 2 * (size_t)rows * gc);
     cd_cuda_bias_geglu_fwd_bf16(gey, gex, din(eb, 2 * gc), rows, gc, NULL);
-    cmp("bias+geglu bf16 8192x1280", widen(gey, (int64_t)rows * gc), ey, (int64_t)rows * gc, TOLBF);
+    cmp(T16("bias+geglu bf16 8192x1280"), widen(gey, (int64_t)rows * gc), ey, (int64_t)rows * gc, TOL16);
     free(lx); free(lg); free(lb); free(ly); free(lxb); free(ex); free(eb); free(ey); free(exb);
     free_all();
     // layout moves (exact), bias adds and a Linear with bf16 output
@@ -695,11 +746,11 @@ TEST(cuda_bf16_forward) {
     cd_cuda_nhwc_to_nchw_bf16(gtb, lgx, bn, bc, bhw, NULL);
     cd_cuda_concat_c_bf16(gcat, lgx, lga, bn, bc, ca, bhw, NULL);
     cd_cuda_add_bias_nc_bf16(gbi, din(bias, bn * bc), bn, bc, bhw, NULL);
-    cmp("upsample2x bf16 (exact)", widen(gup, 4 * nx), up, 4 * nx, 0);
-    cmp("nchw_to_nhwc bf16 (exact)", widen(gtr, nx), tr, nx, 0);
-    cmp("nhwc_to_nchw bf16 (exact)", widen(gtb, nx), tb, nx, 0);
-    cmp("concat_c bf16 (exact)", widen(gcat, ncat), cat, ncat, 0);
-    cmp("add_bias_nc bf16", widen(gbi, nx), bi, nx, TOLBF);
+    cmp(T16("upsample2x bf16 (exact)"), widen(gup, 4 * nx), up, 4 * nx, 0);
+    cmp(T16("nchw_to_nhwc bf16 (exact)"), widen(gtr, nx), tr, nx, 0);
+    cmp(T16("nhwc_to_nchw bf16 (exact)"), widen(gtb, nx), tb, nx, 0);
+    cmp(T16("concat_c bf16 (exact)"), widen(gcat, ncat), cat, ncat, 0);
+    cmp(T16("add_bias_nc bf16"), widen(gbi, nx), bi, nx, TOL16);
     free(ux); free(ua_); free(bias); free(uxb); free(uab); free(up); free(tr); free(tb); free(cat); free(bi);
     free_all();
     int ln = 4096, lin = 320, lout = 1280;
@@ -713,11 +764,13 @@ TEST(cuda_bf16_forward) {
                                 lout, NULL);
     cd_cuda_linear_fwd_bf16(gwyf, dbf(wxb, (int64_t)ln * lin), dbf(wWb, (int64_t)lout * lin), din(wb, lout), ln, lin,
                             lout, NULL);
-    cmp("linear bf16 -> bf16 4096x320->1280", widen(gwy, (int64_t)ln * lout), wy, (int64_t)ln * lout, TOLBF);
-    cmp("linear bf16 -> fp32 4096x320->1280", gwyf, wy, (int64_t)ln * lout, TOLBF);
+    cmp(T16("linear bf16 -> bf16 4096x320->1280"), widen(gwy, (int64_t)ln * lout), wy, (int64_t)ln * lout, TOL16);
+    cmp(T16("linear bf16 -> fp32 4096x320->1280"), gwyf, wy, (int64_t)ln * lout, TOL16);
     free(wx); free(wW); free(wb); free(wy); free(wxb); free(wWb);
     free_all();
 }
+TEST(cuda_bf16_forward) { forward16_cases(); }
+TEST(cuda_fp16_forward) { set_fp16(1); forward16_cases(); set_fp16(0); }
 
 // ---- loss, optimizer, reductions ---------------------------------------------------------------
 TEST(cuda_optim) {
@@ -756,7 +809,9 @@ TEST(cuda_optim) {
     X(cuda_groupnorm) X(cuda_conv) X(cuda_conv_tf32) X(cuda_conv_bf16) X(cuda_conv_bf16_bwd_data)    \
     X(cuda_attention_self)                                                                             \
     X(cuda_attention_cross) X(cuda_attention_vs_naive) X(cuda_attention_bf16) X(cuda_activations)    \
-    X(cuda_geglu) X(cuda_arith) X(cuda_layout) X(cuda_embeddings) X(cuda_optim) X(cuda_bf16_forward)
+    X(cuda_geglu) X(cuda_arith) X(cuda_layout) X(cuda_embeddings) X(cuda_optim) X(cuda_bf16_forward)   \
+    X(cuda_gemm_fp16) X(cuda_conv_fp16) X(cuda_conv_fp16_bwd_data) X(cuda_attention_fp16_small)         \
+    X(cuda_attention_fp16) X(cuda_fp16_forward)
 
 #define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
 #ifdef CD_CUDA

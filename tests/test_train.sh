@@ -128,7 +128,7 @@ bad bad_initializer_piece "not a single piece of the vocabulary" --instance-data
 bad bad_initializer_count "initializer" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>+<new2>" --initializer-token ktn
 bad bad_device "expected cpu or cuda" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --device tpu
 bad bad_precision_cpu "the CPU trains in fp32" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --precision bf16
-bad bad_precision_fp16 "fp16: not supported" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --device cuda --precision fp16
+bad bad_precision_name "expected fp32, tf32, bf16 or fp16" --instance-data "$T/inst" --instance-prompt "a <new1>" --modifier-token "<new1>" --initializer-token ktn --device cuda --precision fp8
 # an empty LMDB store: preprocess of an empty candidates list
 : > "$T/none.jsonl"
 "$BIN/customdiff-preprocess" --candidates "$T/none.jsonl" --resolution $RES --out "$T/empty_store" >/dev/null 2>&1
@@ -167,6 +167,19 @@ if [ -x "$EMU" ]; then
      [ "$(ls "$T/emu_gen" | grep -c '\.jpg$')" = 2 ] && [ -s "$T/emu_val/validation/step-000002.png" ]; then
     pass emu_train_cuda_prior_validation
   else fail emu_train_cuda_prior_validation "$(tail -1 "$T/emu_v.log")"; fi
+  # fp16 with dynamic loss scaling: the scaler's state is in the checkpoint, and a resume from
+  # it gives the uninterrupted run's delta byte for byte
+  f16() { "$EMU" $COMMON --instance-data "$T/inst" --instance-prompt "photo of a <new1> cat" --max-train-steps 6 \
+            --train-batch-size 1 --noaug --device cuda --precision fp16 "$@"; }
+  if f16 --checkpointing-steps 3 --out "$T/emu16" >"$T/emu16.log" 2>&1 &&
+     grep -q '"loss_scaler"' "$T"/emu16/checkpoints/checkpoint-*3/state.json &&
+     grep -q '"scale":[[:space:]]*65536' "$T"/emu16/checkpoints/checkpoint-*3/state.json &&
+     grep -q "fp16 loss scaling: 0 of 6 optimizer steps skipped" "$T/emu16.log" &&
+     f16 --checkpointing-steps 0 --resume "$(ls -d "$T"/emu16/checkpoints/checkpoint-*3 | head -1)" \
+       --out "$T/emu16r" >"$T/emu16r.log" 2>&1 &&
+     cmp -s "$T/emu16/delta.safetensors" "$T/emu16r/delta.safetensors"; then
+    pass emu_train_cuda_fp16_scaler_resume
+  else fail emu_train_cuda_fp16_scaler_resume "$(tail -1 "$T/emu16.log") / $(tail -1 "$T/emu16r.log" 2>/dev/null) (or no loss_scaler in state.json, or the resumed delta differs)"; fi
 else echo "SKIP emu_train_cuda: $EMU not built"; fi
 # A CUDA build on a machine without a GPU: --device cuda fails with a message saying so (on a GPU
 # machine it trains)

@@ -1,7 +1,8 @@
 // The device trainer (model/trainer_cuda.h) on the golden training steps and against itself:
 // - the golden train case (three AdamW steps, every gradient and trained tensor) replayed on
-//   the device through customdiff-verify's train case, fp32 (golden tolerances) and bf16
-//   (verify's bf16 floor), for tiny-sd (epsilon) and tiny-sd2 (v_prediction);
+//   the device through customdiff-verify's train case, fp32 (golden tolerances), bf16 and fp16
+//   (verify's floors; fp16 with its loss scaling), for tiny-sd (epsilon) and tiny-sd2 (v_prediction);
+// - fp16's loss scaler: an overflowed step is skipped and halves the scale, growth doubles it;
 // - a resume through the host (to_host, a new handle, from_host) continues exactly as an
 //   uninterrupted run; gradient checkpointing gives the gradients of a plain run.
 // On a GPU (make test-cuda) and through the host emulation of the twins (make test).
@@ -39,6 +40,8 @@ static void golden_set(const char *set, const char *prec) {
 TEST(golden_train_tiny_sd_fp32) { golden_set("tiny-sd", "fp32"); }
 TEST(golden_train_tiny_sd2_vpred_fp32) { golden_set("tiny-sd2", "fp32"); }
 TEST(golden_train_tiny_sd_bf16) { golden_set("tiny-sd", "bf16"); }
+TEST(golden_train_tiny_sd_fp16) { golden_set("tiny-sd", "fp16"); }
+TEST(golden_train_tiny_sd2_vpred_fp16) { golden_set("tiny-sd2", "fp16"); }
 
 // ---- a synthetic batch on the golden tiny-sd model -------------------------------------
 typedef struct {
@@ -90,7 +93,7 @@ static int steps(cd_trainer_cuda *g, const cd_train_batch *b, int n, double *los
         cd_train_losses ls;
         double gn;
         CD_TRY(cd_trainer_cuda_accumulate(g, b, &ls, NULL));
-        CD_TRY(cd_trainer_cuda_step(g, 1e-2f, &gn));
+        CD_TRY(cd_trainer_cuda_step(g, 1e-2f, &gn, NULL));
         *loss = ls.loss;
     }
     return 0;
@@ -192,21 +195,96 @@ TEST(bf16_frozen_weights_bf16_only) {
     fixture_close(&a);
 }
 
+// fp16's dynamic loss scaling (GradScaler's rule): a step whose scaled gradients overflow
+// fp16 is skipped (no update, Adam's step count unchanged, gradients dropped) and halves the
+// scale; CD_LOSS_SCALE_INTERVAL finite steps in a row double it. The overflow is real: a scale
+// of 1e36 makes the loss gradient ~1e33, which every fp16 conversion turns into inf.
+TEST(fp16_loss_scaler) {
+    if (!tl_golden() || !have_gpu()) return;
+    fixture a;
+    CHECK_OK(fixture_open(&a, 0));
+    cd_trainer_cuda *g = NULL;
+    CHECK_OK(cd_trainer_cuda_new(&g, &a.tr, CD_PREC_FP16));
+    CHECK(a.tr.loss_scale == CD_LOSS_SCALE_INIT && a.tr.scale_good == 0 && a.tr.skipped_steps == 0);
+    int p0 = a.tr.n_unet;   // the modifier row: trained, compared before and after
+    int64_t nw = a.tr.params[p0].numel;
+    float *w0 = cd_malloc(sizeof(float) * nw);
+    memcpy(w0, a.tr.params[p0].w, sizeof(float) * nw);
+    a.tr.loss_scale = 1e36;
+    cd_train_losses ls;
+    double gn = 0;
+    int skipped = 0;
+    CHECK_OK(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL));
+    CHECK_OK(cd_trainer_cuda_step(g, 1e-2f, &gn, &skipped));
+    CHECK(skipped == 1 && isinf(gn));
+    CHECK(a.tr.adam_step == 0 && a.tr.skipped_steps == 1 && a.tr.scale_good == 0);
+    CHECKF(a.tr.loss_scale == 5e35, "loss scale after an overflow: %g", a.tr.loss_scale);
+    CHECK(isfinite(ls.loss));   // the forward is unscaled: the loss itself stays finite
+    CHECK_OK(cd_trainer_cuda_to_host(g));
+    CHECK(memcmp(w0, a.tr.params[p0].w, sizeof(float) * nw) == 0);   // no update
+    // the overflowed gradients were dropped: a normal step now matches a fresh run's first step
+    a.tr.loss_scale = CD_LOSS_SCALE_INIT;
+    a.tr.scale_good = CD_LOSS_SCALE_INTERVAL - 1;
+    CHECK_OK(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL));
+    CHECK_OK(cd_trainer_cuda_step(g, 1e-2f, &gn, &skipped));
+    CHECK(skipped == 0 && isfinite(gn) && gn > 0 && a.tr.adam_step == 1);
+    CHECKF(a.tr.loss_scale == 2 * CD_LOSS_SCALE_INIT && a.tr.scale_good == 0, "loss scale %g after %d finite steps",
+           a.tr.loss_scale, CD_LOSS_SCALE_INTERVAL);
+    fixture b;
+    CHECK_OK(fixture_open(&b, 0));
+    cd_trainer_cuda *gb = NULL;
+    double gnb = 0;
+    CHECK_OK(cd_trainer_cuda_new(&gb, &b.tr, CD_PREC_FP16));
+    CHECK_OK(cd_trainer_cuda_accumulate(gb, &b.b, &ls, NULL));
+    CHECK_OK(cd_trainer_cuda_step(gb, 1e-2f, &gnb, NULL));
+    CHECKF(fabs(gn - gnb) <= 1e-6 * gnb, "first real step's gradient norm %.9g, a fresh run's %.9g", gn, gnb);
+    CHECK_OK(cd_trainer_cuda_to_host(g));
+    CHECK_OK(cd_trainer_cuda_to_host(gb));
+    double d = params_diff(&a.tr, &b.tr);
+    CHECKF(d <= 1e-6, "after a skipped step the run differs from a fresh one by %.3e", d);
+    cd_trainer_cuda_free(g);
+    cd_trainer_cuda_free(gb);
+    free(w0);
+    fixture_close(&a);
+    fixture_close(&b);
+}
+
+// Without fp16 the scaler is off, whatever the trainer held.
+TEST(loss_scaler_off_without_fp16) {
+    if (!tl_golden() || !have_gpu()) return;
+    fixture a;
+    CHECK_OK(fixture_open(&a, 0));
+    a.tr.loss_scale = 1024;
+    cd_trainer_cuda *g = NULL;
+    CHECK_OK(cd_trainer_cuda_new(&g, &a.tr, CD_PREC_BF16));
+    CHECK(a.tr.loss_scale == 0);
+    cd_trainer_cuda_free(g);
+    fixture_close(&a);
+}
+
 TEST(bad_precision) {
     int p;
-    CHECK_ERR(cd_precision_parse("fp16", &p), "not supported");
-    CHECK_ERR(cd_precision_parse("int8", &p), "expected fp32, tf32 or bf16");
+    CHECK_ERR(cd_precision_parse("int8", &p), "expected fp32, tf32, bf16 or fp16");
+    CHECK_ERR(cd_precision_parse("", &p), "expected fp32");
     CHECK_OK(cd_precision_parse("bf16", &p));
-    CHECK(p == CD_PREC_BF16);
+    CHECK(p == CD_PREC_BF16 && cd_precision_half(p));
+    CHECK_OK(cd_precision_parse("fp16", &p));
+    CHECK(p == CD_PREC_FP16 && cd_precision_half(p) && !strcmp(cd_precision_name(p), "fp16"));
+    CHECK_OK(cd_precision_parse("tf32", &p));
+    CHECK(!cd_precision_half(p));
 }
 
 int main(void) {
     RUN(golden_train_tiny_sd_fp32);
     RUN(golden_train_tiny_sd2_vpred_fp32);
     RUN(golden_train_tiny_sd_bf16);
+    RUN(golden_train_tiny_sd_fp16);
+    RUN(golden_train_tiny_sd2_vpred_fp16);
     RUN(resume_through_host);
     RUN(checkpointing_and_cpu_agree);
     RUN(bf16_frozen_weights_bf16_only);
+    RUN(fp16_loss_scaler);
+    RUN(loss_scaler_off_without_fp16);
     RUN(bad_precision);
     return tl_done();
 }

@@ -33,7 +33,8 @@ done
 
 # --device cuda through the host emulation of the CUDA twins (kernels/emu/): every golden set
 # through the GPU-side code (device layers, arenas, trainer), fp32 with the golden tolerances;
-# tiny-sd also in bf16 (emulated rounding) with verify's bf16 tolerances. On a GPU the same runs
+# tiny-sd also in bf16 and tiny-sd2 (v_prediction) in fp16 (emulated rounding, fp16 training
+# with its loss scaling) with verify's tolerances for them. On a GPU the same runs
 # come from make test-cuda's build (bench/gpu-check.sh).
 VE=$BUILD/emu/bin/customdiff-verify
 if [ -x "$VE" ]; then
@@ -41,7 +42,7 @@ if [ -x "$VE" ]; then
     set=${set%/}; name=$(basename "$set")
     if [ -d "$set/cases" ]; then cases=$set/cases; else cases=$set; fi
     ls "$cases"/*.safetensors > /dev/null 2>&1 || continue
-    precs=fp32; [ "$name" = tiny-sd ] && precs="fp32 bf16"
+    precs=fp32; [ "$name" = tiny-sd ] && precs="fp32 bf16"; [ "$name" = tiny-sd2 ] && precs="fp32 fp16"
     for prec in $precs; do
       set --
       [ -d "$set/model" ] && set -- "$@" --model "$set/model"

@@ -53,6 +53,12 @@ static cJSON *state_json(const cd_run *r) {
     cJSON_AddNumberToObject(o, "format", 1);
     cJSON_AddNumberToObject(o, "step", (double)r->step);
     cJSON_AddNumberToObject(o, "adam_step", (double)r->tr.adam_step);
+    if (r->tr.loss_scale > 0) {   // fp16's loss scaler (model/trainer.h)
+        cJSON *ls = cJSON_AddObjectToObject(o, "loss_scaler");
+        cJSON_AddNumberToObject(ls, "scale", r->tr.loss_scale);
+        cJSON_AddNumberToObject(ls, "good_steps", (double)r->tr.scale_good);
+        cJSON_AddNumberToObject(ls, "skipped_steps", (double)r->tr.skipped_steps);
+    }
     cJSON_AddItemToObject(o, "rng_aug", rng_json(&r->rng_aug));
     cJSON_AddItemToObject(o, "rng_noise", rng_json(&r->rng_noise));
     cJSON *d = cJSON_AddObjectToObject(o, "data");
@@ -247,6 +253,24 @@ static int load_tensors(cd_run *r, const char *path) {
     return rc;
 }
 
+// fp16's loss scaler, when this run scales (tr->loss_scale > 0) and the checkpoint has one (a
+// checkpoint of a bf16 or fp32 run starts the scaler afresh; a non-fp16 run ignores it).
+static int load_scaler(const cJSON *o, const char *js, cd_trainer *tr) {
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(o, "loss_scaler");
+    if (!ls || !(tr->loss_scale > 0)) return 0;
+    double scale = 0, good = 0, skipped = 0;
+    if (!cJSON_IsObject(ls)) return cd_err("%s: 'loss_scaler' is not an object", js);
+    CD_TRY(cd_json_req_num(ls, "scale", js, &scale));
+    CD_TRY(cd_json_req_num(ls, "good_steps", js, &good));
+    CD_TRY(cd_json_req_num(ls, "skipped_steps", js, &skipped));
+    if (!(scale >= 1 && scale <= 1e38 && good >= 0 && good < 1e12 && skipped >= 0 && skipped < 1e12))
+        return cd_err("%s: loss_scaler scale %g, good_steps %g, skipped_steps %g out of range", js, scale, good, skipped);
+    tr->loss_scale = scale;
+    tr->scale_good = (int64_t)good;
+    tr->skipped_steps = (int64_t)skipped;
+    return 0;
+}
+
 int cd_ckpt_load(cd_run *r, const char *dir) {
     char *js = cd_path_join(dir, "state.json"), *st = cd_path_join(dir, "state.safetensors");
     cJSON *o = NULL;
@@ -277,6 +301,7 @@ int cd_ckpt_load(cd_run *r, const char *dir) {
         rc = cd_err("%s: step %g, adam_step %g, data epoch %g / pos %g / len %g out of range", js, step, adam, epoch, pos, len);
     if (rc == 0 && (int)len != r->data.len)
         rc = cd_err("%s: the dataset had %d samples per epoch, now %d: the data changed", js, (int)len, r->data.len);
+    if (rc == 0) rc = load_scaler(o, js, &r->tr);
     if (rc == 0) rc = load_rng(o, "rng_aug", js, &r->rng_aug);
     if (rc == 0) rc = load_rng(o, "rng_noise", js, &r->rng_noise);
     if (rc == 0) rc = load_tensors(r, st);

@@ -55,7 +55,7 @@ static cd_opt opts[] = {
     {"validation-prompt", CD_OPT_STR, &A.validation_prompt, NULL, "sample this prompt every --validation-steps"},
     {"validation-steps", CD_OPT_INT, &A.validation_steps, "50", "steps between validation samples"},
     {"device", CD_OPT_STR, &A.device, "cpu", "cpu or cuda (an NVIDIA GPU; needs a CUDA build)"},
-    {"precision", CD_OPT_STR, &A.precision, "auto", "fp32, tf32 or bf16 (GPU); auto: fp32 on the CPU, bf16 on the GPU"},
+    {"precision", CD_OPT_STR, &A.precision, "auto", "fp32, tf32, bf16 or fp16 (GPU; fp16 scales the loss dynamically); auto: fp32 on the CPU, bf16 on the GPU"},
     {"out", CD_OPT_STR, &A.out, "run", "run folder"},
     {"resume", CD_OPT_STR, &A.resume, NULL, "resume from a checkpoint folder, a run folder, or 'latest' (= --out)"},
     {"overwrite", CD_OPT_FLAG, &A.overwrite, NULL, "start over in an --out that holds an earlier run's checkpoints"},
@@ -100,7 +100,7 @@ static int check_args(void) {
     int prec;
     if (strcmp(A.precision, "auto") && cd_precision_parse(A.precision, &prec)) return -1;
     if (!strcmp(A.device, "cpu") && strcmp(A.precision, "auto") && strcmp(A.precision, "fp32"))
-        return cd_err("--precision %s: the CPU trains in fp32 (tf32/bf16 need --device cuda)", A.precision);
+        return cd_err("--precision %s: the CPU trains in fp32 (tf32/bf16/fp16 need --device cuda)", A.precision);
     return 0;
 }
 
@@ -123,7 +123,7 @@ static void report_plan(cd_run *r) {
     if (!r->gpu) return;
     int B = A.batch * (A.with_prior ? 2 : 1);
     double flops = 0;
-    int64_t act = cd_unet_cuda_train_plan(r->pipe.unet, cd_trainer_cuda_precision(r->gpu) == CD_PREC_BF16,
+    int64_t act = cd_unet_cuda_train_plan(r->pipe.unet, cd_precision_half(cd_trainer_cuda_precision(r->gpu)),
                                           B, r->h, r->h, CD_CLIP_MAX_LEN, &flops);
     if (act < 0) { cd_errclear(); return; }
     cd_trainer_cuda_stats s;
@@ -294,6 +294,9 @@ int main(int argc, char **argv) {
     report_plan(&r);
     if (train_loop(&r, &lg) || gpu_to_host(&r)) cd_die("train", 1);
     report_gpu(&r, "at the end");
+    if (r.tr.loss_scale > 0)
+        cd_info("fp16 loss scaling: %lld of %lld optimizer steps skipped on overflowed gradients, scale now %g",
+                (long long)r.tr.skipped_steps, (long long)r.step, r.tr.loss_scale);
     char *delta = cd_path_join(A.out, "delta.safetensors");
     if (write_delta(&r, fp, delta) || cd_trainlog_finish(&lg, &A, r.step, cd_now() - t0)) cd_die("train", 1);
     if (A.validation_prompt && cd_validate(&r, A.validation_prompt, A.out)) cd_die("train", 1);

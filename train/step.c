@@ -101,8 +101,11 @@ int cd_run_step(cd_run *r, cd_step_stats *st) {
     int accum = r->a->accum > 0 ? r->a->accum : 1;
     for (int k = 0; k < accum; k++)
         if (micro_batch(r, st, 1.0f / accum)) return cd_errctx("step %lld", (long long)r->step + 1);
-    st->lr = cd_lr_at(r->lr, r->a->warmup, r->step);
-    if (r->gpu ? cd_trainer_cuda_step(r->gpu, (float)st->lr, &st->grad_norm)
+    // The schedule advances with the optimizer steps taken: an fp16 step skipped on an overflow
+    // does not advance it (accelerate's AcceleratedScheduler skips its step when the
+    // optimizer's was skipped). Without fp16, adam_step == step.
+    st->lr = cd_lr_at(r->lr, r->a->warmup, r->tr.adam_step);
+    if (r->gpu ? cd_trainer_cuda_step(r->gpu, (float)st->lr, &st->grad_norm, &st->skipped)
                : cd_trainer_step(&r->tr, (float)st->lr, &st->grad_norm)) return -1;
     r->step++;
     st->ms = (cd_now() - t0) * 1000.0;

@@ -112,6 +112,7 @@ double cd_lr_scaled(const cd_train_args *a);
 typedef struct {
     double loss, loss_inst, loss_prior, grad_norm, lr, ms;
     int images;
+    int skipped;   // fp16: the optimizer step was skipped (gradients overflowed; grad_norm inf)
 } cd_step_stats;
 // One optimizer step (accum micro-batches).
 int cd_run_step(cd_run *r, cd_step_stats *st);

@@ -134,7 +134,7 @@ static int run_step(cd_verify_ctx *v, const cd_st_file *f, cd_trainer *tr, cd_tr
             cmp_scalar(v, f, step, "loss_prior", ls.loss_prior);
             cmp_params(v, f, tr, step, 0);
             double gn;
-            rc = g ? cd_trainer_cuda_step(g, m->lr, &gn) : cd_trainer_step(tr, m->lr, &gn);
+            rc = g ? cd_trainer_cuda_step(g, m->lr, &gn, NULL) : cd_trainer_step(tr, m->lr, &gn);
             if (!rc && g) rc = cd_trainer_cuda_to_host(g);
         }
         if (!rc) cmp_params(v, f, tr, step, 1);

@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
         {"clip", CD_OPT_STR, &clip, NULL, "transformers CLIPModel folder (SET/clip)"},
         {"single-file", CD_OPT_STR, &single, NULL, "single-file checkpoint for the cases that take one"},
         {"device", CD_OPT_STR, &device, "cpu", "cpu or cuda (networks on the GPU; needs a CUDA build)"},
-        {"precision", CD_OPT_STR, &precision, "fp32", "fp32, tf32 or bf16 (cuda); tolerances widen to 3e-3 (tf32) / 3e-2 (bf16), 5x for gradients"},
+        {"precision", CD_OPT_STR, &precision, "fp32", "fp32, tf32, bf16 or fp16 (cuda); tolerances widen to 3e-3 (tf32) / 3e-2 (bf16) / 5e-3 (fp16), 5x for gradients"},
         {0}};
     int npos; char **pos;
     int r = cd_cli_parse("verify", "replay golden case files: customdiff-verify --model SET/model --clip SET/clip SET/cases",

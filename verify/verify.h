@@ -17,7 +17,7 @@ typedef struct {
     const char *single_file;  // --single-file (may be NULL)
     const char *device;       // --device: "cpu" or "cuda"
     int gpu;                  // networks run on the GPU (verify/device.c)
-    int prec;                 // CD_PREC_* (model/trainer_cuda.h): tolerances widen below fp32
+    int prec;                 // CD_PREC_* (model/precision.h): tolerances widen below fp32
     int npass, nfail, nskip;
     // Lazily loaded, shared between handlers (NULL until asked for; freed at exit).
     cd_clip *text_encoder;    // MODEL/text_encoder

@@ -6,11 +6,11 @@
 #   serve otherwise); finds cuDNN and cuBLAS (CUDA's, or PyTorch's nvidia-* wheels; CUDNN_DIR from
 #   gpu-check wins); checks glibc against the manifest; then runs
 #     tests/run.sh cuda            the bundle's tests/test_*_cuda (CD_GOLDEN = the bundle's golden)
-#     customdiff-verify --device cuda --precision fp32 and bf16, over every golden set carried
+#     customdiff-verify --device cuda --precision fp32, bf16 and fp16, over every golden set carried
 #     customdiff-train --device cuda --precision bf16: 30 steps end to end on tiny-sd (the real
 #       trainer path, model/trainer_cuda.c), the loss must fall
 #   and ends with one line "N passed, N failed" over all of them.
-# Env: BUNDLE_TMP (default /tmp/cd-gpu-bundle), BUNDLE_PRECISIONS (default "fp32 bf16"),
+# Env: BUNDLE_TMP (default /tmp/cd-gpu-bundle), BUNDLE_PRECISIONS (default "fp32 bf16 fp16"),
 #      BUNDLE_SKIP (test binaries not to run, e.g. test_kernels_cuda when the caller ran it),
 #      BUNDLE_ALL_LIBS=1 (use every bundled library, also where the system has the soname),
 #      BUNDLE_E2E_DEVICE=cpu (the end-to-end training on the CPU: a check of this script).
@@ -76,7 +76,7 @@ for set in "$R"/golden/*/; do
   args=""
   [ -d "$set/model" ] && args="$args --model $set/model"
   [ -d "$set/clip" ] && args="$args --clip $set/clip"
-  for prec in ${BUNDLE_PRECISIONS:-fp32 bf16}; do
+  for prec in ${BUNDLE_PRECISIONS:-fp32 bf16 fp16}; do
     log="$U/verify-$name-$prec.log"
     t0=$(date +%s)
     if "$V" $args --device cuda --precision "$prec" "$cases" > "$log" 2>&1; then

@@ -8,9 +8,10 @@
 // (an unsynchronised cross-stream access is a "stream race" error), mirrors the .cu op's
 // preconditions (records the same refusal with cd_err and the sticky flag of cd_cuda_status()),
 // and runs the CPU reference of
-// kernels/kernels.h. bf16 storage is converted exactly, the math runs in fp32 and outputs are
-// rounded to bf16 (round to nearest even) where the .cu op rounds them; TF32 mode rounds GEMM
-// and convolution inputs to TF32 (10-bit mantissa) first.
+// kernels/kernels.h. 16-bit storage (bf16, or IEEE fp16 after cd_cuda_set_fp16(1)) is converted
+// exactly, the math runs in fp32 and outputs are rounded to the 16-bit format (round to nearest
+// even; fp16 overflows to +-inf and keeps subnormals) where the .cu op rounds them; TF32 mode
+// rounds fp32 GEMM and convolution inputs to TF32 (10-bit mantissa) first.
 //
 // What it is not: a GPU test. It checks the GPU-side walk of model/*_cuda.c (arena planning,
 // weight maps, dispatch, precision plumbing, error paths) in `make test` on a machine without a
@@ -24,6 +25,7 @@
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
 #include "core/err.h"
+#include "core/half.h"
 
 // Records a failure as kernels/cuda_runtime.cu's cd_cuda_fail does (stderr, cd_err, sticky
 // flag). Always returns -1.
@@ -80,7 +82,7 @@ void emu_retire(void *stream, int all);
 void *emu_scratch_use(void *stream, size_t bytes);
 // cuDNN's shape checks (CUDNN_STATUS_BAD_PARAM): 0 or -1 recorded.
 int emu_conv_args_ok(const char *op, int n, int cin, int h, int w, int cout, int k, int s, int p);
-// GroupNorm forward's precondition, scratch and optional-pointer checks (fp32 and bf16); the
+// GroupNorm forward's precondition, scratch and optional-pointer checks (fp32 and 16-bit); the
 // caller translates mean, rstd, g, b afterwards.
 int emu_gn_fwd_prep(const char *op, float *mean, float *rstd, const float *g, const float *b, int n, int c, int hw,
                     int groups, void *stream);
@@ -102,21 +104,37 @@ int emu_no_overlap(const char *op, const void *a, size_t an, const void *b, size
 // Host scratch for widened copies inside one op (plain malloc, aborts on OOM; free with free()).
 float *emu_tmp(int64_t n);
 
-// ---- bf16 and tf32 rounding, bit-exact with the device conversions ------------------------
-// __float2bfloat16 (round to nearest even; NaN -> the canonical 0x7fff).
+// ---- 16-bit and tf32 rounding, bit-exact with the device conversions ------------------------
+// The process's 16-bit storage format (cd_cuda_set_fp16, emu_runtime.c): 0 bf16, 1 IEEE fp16.
+// Every 16-bit conversion below follows it, so the ops need no per-format code.
+extern int emu_fp16;
+// __float2half_rn: round to nearest even, overflow to +-inf, subnormals kept, NaN -> the
+// canonical 0x7fff (core/half.h's cd_f32_to_f16 rounds the same way; it keeps NaN payloads).
+static inline uint16_t emu_f2h(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
+    return cd_f32_to_f16(x);
+}
+// fp32 -> the 16-bit format: __float2bfloat16 (round to nearest even; NaN -> the canonical
+// 0x7fff), or emu_f2h in fp16 mode.
 static inline uint16_t emu_f2bf(float x) {
+    if (emu_fp16) return emu_f2h(x);
     uint32_t u;
     memcpy(&u, &x, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
+// The 16-bit format -> fp32 (exact). 0xFFFF (the poison of unwritten memory) is NaN in both.
 static inline float emu_bf2f(uint16_t b) {
+    if (emu_fp16) return cd_f16_to_f32(b);
     uint32_t u = (uint32_t)b << 16;
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
+// x rounded to the 16-bit format (the value a 16-bit store and reload gives).
 static inline float emu_bfround(float x) { return emu_bf2f(emu_f2bf(x)); }
 // fp32 -> TF32 (1 + 8 + 10 bits), round to nearest even; NaN and Inf pass.
 static inline float emu_tf32(float x) {
@@ -129,9 +147,9 @@ static inline float emu_tf32(float x) {
     memcpy(&x, &u, 4);
     return x;
 }
-// Widened copy of n bf16 values (malloc'd).
+// Widened copy of n 16-bit values (malloc'd).
 float *emu_widen(const uint16_t *x, int64_t n);
-// y[i] = bf16(x[i])
+// y[i] = x[i] rounded to the 16-bit format
 void emu_narrow(uint16_t *y, const float *x, int64_t n);
 // A copy of n floats rounded to TF32 when TF32 mode is on; else x itself (do not free then).
 const float *emu_tf32_copy(const float *x, int64_t n, float **owned);

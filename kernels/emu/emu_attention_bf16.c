@@ -2,9 +2,10 @@
 // kernels/cuda_attention_bf16.cu: the same refusals (head dims 40/64/80/160, Nk > 0, the
 // forward's lse in backward, 16-byte aligned q, k, v (dout)), the same scratch and device
 // allocations, and the kernels' roundings: the forward runs the online softmax over 64-key
-// tiles and rounds each tile's probabilities to bf16 before P V (fp32 row sums, fp32 O); the
-// backward rounds P and dS = P (dP - delta) to bf16 before dV = P^T dO, dK = dS^T Q, dQ = dS K
-// (fp32 accumulation; head dim 160 widens and runs the fp32 backward, as the .cu does).
+// tiles and rounds each tile's probabilities to 16 bits before P V (fp32 row sums, fp32 O); the
+// backward rounds P and dS = P (dP - delta) to 16 bits before dV = P^T dO, dK = dS^T Q, dQ = dS K
+// (fp32 accumulation; head dim 160 widens and runs the fp32 backward, as the .cu does). 16 bits:
+// bf16, or fp16 in fp16 mode (emu_bfround / emu_widen follow cd_cuda_set_fp16).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

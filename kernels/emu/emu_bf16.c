@@ -1,9 +1,10 @@
 // Host emulation (see kernels/emu/emu.h) of the bf16 twins: conversions, GEMM and Linear
 // (kernels/cuda_gemm.cu), LayerNorm/GroupNorm (cuda_norm.cu), convolution (cuda_conv.cu),
-// element-wise and layout ops (cuda_elementwise.cu). bf16 inputs are widened exactly, the math
-// runs in fp32 (the CPU reference), and outputs are rounded to bf16 (nearest even) where the .cu
-// rounds them: e.g. a bf16 Linear/convolution output is rounded, then the fp32 bias is added and
-// the sum rounded again.
+// element-wise and layout ops (cuda_elementwise.cu). 16-bit inputs (bf16, or fp16 in fp16 mode:
+// emu_f2bf / emu_bf2f follow cd_cuda_set_fp16) are widened exactly, the math runs in fp32 (the
+// CPU reference), and outputs are rounded to the 16-bit format (nearest even) where the .cu
+// rounds them: e.g. a 16-bit Linear/convolution output is rounded, then the fp32 bias is added
+// and the sum rounded again.
 #include <stdlib.h>
 #include "kernels/emu/emu.h"
 

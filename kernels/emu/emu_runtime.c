@@ -16,7 +16,7 @@
 // and translate it (EMU_DEV / EMU_OPT in emu.h: a constant add). Freed blocks go back to
 // PROT_NONE and their pages to the system; addresses are handed out in increasing order and
 // reused only once the range is used up, so a stale handle stays invalid for a long time. New
-// blocks are filled with 0xFF bytes (NaN as fp32 and bf16). Capacity: CD_EMU_MEM_GIB (default
+// blocks are filled with 0xFF bytes (NaN as fp32, bf16 and fp16). Capacity: CD_EMU_MEM_GIB (default
 // 80, an H100); an allocation past it fails as cudaMalloc would. Cost: one mmap/mprotect per
 // allocation and free (fine: the model code allocates arenas), nothing per op beyond the table
 // lookup the pointer checks already made. ASan: the blocks are not heap memory, so ASan's
@@ -50,6 +50,7 @@
 #include "kernels/emu/emu.h"
 
 static int g_sticky, g_tf32;
+int emu_fp16;   // the 16-bit storage format (emu.h): 0 bf16, 1 IEEE fp16
 
 int emu_fail(const char *file, int line, const char *what, const char *fmt, ...) {
     char msg[512];
@@ -76,6 +77,8 @@ int cd_cuda_device_name(char *buf, size_t cap) {
 
 void cd_cuda_set_tf32(int on) { g_tf32 = on != 0; }
 int cd_cuda_get_tf32(void) { return g_tf32; }
+void cd_cuda_set_fp16(int on) { emu_fp16 = on != 0; }
+int cd_cuda_get_fp16(void) { return emu_fp16; }
 
 // ---- the device-memory table ----------------------------------------------------------------
 typedef struct {

@@ -1,6 +1,6 @@
 // Host emulation of the training additions at the end of kernels/kernels_cuda.h (helper
-// "unettrain"): the fp32 CPU reference on widened bf16 inputs, the output rounded to bf16 as
-// the cuDNN op writes it.
+// "unettrain"): the fp32 CPU reference on widened 16-bit inputs, the output rounded to the
+// 16-bit format (bf16, or fp16 in fp16 mode) as the cuDNN op writes it.
 #include <stdlib.h>
 #include "kernels/emu/emu.h"
 
