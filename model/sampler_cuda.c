@@ -81,6 +81,10 @@ static int unet_step(cd_unet_cuda *g, dbufs *d, float *eps, const float *xin, fl
     CD_TRY(cd_cuda_memcpy_h2d(d->x, xin, sizeof(float) * n * B, st));
     CD_TRY(cd_cuda_memcpy_h2d(d->t, tt, sizeof(float) * B, st));
     if (unet_forward(g, d, eps, B, n, h, w, M) || cd_cuda_status()) return cd_errctx("unet cuda: step at t=%g", t);
+    for (int64_t k = 0; k < n * B; k++)
+        if (!isfinite(eps[k]))
+            return cd_err("unet cuda: the UNet's output is %g at t=%g (element %lld)%s", eps[k], t, (long long)k,
+                          cd_cuda_get_fp16() ? ": fp16 activations overflowed (range +-65504); sample with --precision bf16" : "");
     return 0;
 }
 

@@ -238,9 +238,13 @@ static void scale_grads(cd_trainer_cuda *g, float coef) {
 }
 
 // fp16's overflowed step (the norm of the scaled gradients is not finite): no update, the
-// scale halves, the gradients are dropped. GradScaler's backoff; it never goes below 1.
+// scale halves, the gradients are dropped (GradScaler's backoff). At scale 1 an overflow is an
+// error: GradScaler would skip every step from then on without saying why.
 static int skip_step(cd_trainer_cuda *g, double norm) {
     cd_trainer *tr = g->tr;
+    if (tr->loss_scale <= 1)   // no scale left to take back: the forward itself leaves fp16's range
+        return cd_err("fp16: the gradients overflow even at loss scale 1 (optimizer step %lld): activations "
+                      "exceed fp16's range (+-65504); train with --precision bf16", (long long)tr->adam_step + 1);
     tr->skipped_steps++;
     tr->scale_good = 0;
     if (tr->loss_scale > 1) tr->loss_scale *= 0.5;

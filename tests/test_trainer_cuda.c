@@ -242,6 +242,12 @@ TEST(fp16_loss_scaler) {
     CHECK_OK(cd_trainer_cuda_to_host(gb));
     double d = params_diff(&a.tr, &b.tr);
     CHECKF(d <= 1e-6, "after a skipped step the run differs from a fresh one by %.3e", d);
+    // pixels far outside fp16's range overflow the forward itself: at scale 1 nothing is left
+    // to back off, so the step fails with the reason instead of skipping forever
+    for (int64_t k = 0; k < 2 * 3 * 64 * 64; k++) a.px[k] = 1e8f;
+    a.tr.loss_scale = 1;
+    CHECK_OK(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL));
+    CHECK_ERR(cd_trainer_cuda_step(g, 1e-2f, &gn, &skipped), "overflow even at loss scale 1");
     cd_trainer_cuda_free(g);
     cd_trainer_cuda_free(gb);
     free(w0);
