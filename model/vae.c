@@ -5,33 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "model/vae.h"
-#include "model/nn.h"
+#include "model/vae_internal.h"
 #include "model/tiny.h"
 #include "kernels/kernels.h"
 #include "core/err.h"
 #include "core/json.h"
-
-#define VMAXL 8
-#define VEPS 1e-6f
-
-typedef struct { nn_gn gn; nn_attn at; int c; } vattn;
-typedef struct {
-    nn_conv cin, cout;
-    nn_resnet res[CD_VAE_MAX_BLOCKS][VMAXL];
-    nn_conv samp[CD_VAE_MAX_BLOCKS];
-    nn_resnet mid[2];
-    vattn ma;
-    nn_gn norm;
-} coder;
-
-struct cd_vae {
-    cd_vae_config cfg;
-    cd_weights *ws;
-    int enc;
-    coder e, d;
-    nn_conv quant, post;
-};
 
 const cd_vae_config *cd_vae_cfg(const cd_vae *v) { return &v->cfg; }
 int cd_vae_downscale(const cd_vae *v) { return 1 << (v->cfg.nblocks - 1); }
@@ -97,7 +75,7 @@ cJSON *cd_vae_config_to_json(const cd_vae_config *c) {
     return j;
 }
 
-static void vattn_bind(nn_binder *bd, vattn *a, const char *prefix, int c, int groups) {
+static void vattn_bind(nn_binder *bd, vae_attn *a, const char *prefix, int c, int groups) {
     char p[300];
     a->c = c;
     snprintf(p, sizeof p, "%s.group_norm", prefix); nn_gn_bind(bd, &a->gn, p, c, groups, VEPS);
@@ -105,7 +83,7 @@ static void vattn_bind(nn_binder *bd, vattn *a, const char *prefix, int c, int g
 }
 
 // y = x + attn(GN(x)) on [B,C,H,W]
-static void vattn_fwd(vattn *a, float *y, const float *x, int B, int H, int W) {
+static void vattn_fwd(vae_attn *a, float *y, const float *x, int B, int H, int W) {
     int C = a->c, N = H * W;
     int64_t n = (int64_t)B * C * N;
     float *g = cd_malloc(n * sizeof(float)), *t = cd_malloc(n * sizeof(float));
@@ -117,7 +95,7 @@ static void vattn_fwd(vattn *a, float *y, const float *x, int B, int H, int W) {
     free(g); free(t);
 }
 
-static void mid_bind(nn_binder *bd, coder *k, const char *pre, int c, int groups) {
+static void mid_bind(nn_binder *bd, vae_coder *k, const char *pre, int c, int groups) {
     char p[300];
     snprintf(p, sizeof p, "%s.mid_block.resnets.0", pre); nn_resnet_bind(bd, &k->mid[0], p, c, c, 0, groups, VEPS);
     snprintf(p, sizeof p, "%s.mid_block.attentions.0", pre); vattn_bind(bd, &k->ma, p, c, groups);
@@ -126,7 +104,7 @@ static void mid_bind(nn_binder *bd, coder *k, const char *pre, int c, int groups
 
 static void bind_encoder(nn_binder *bd, cd_vae *v) {
     const cd_vae_config *c = &v->cfg;
-    coder *e = &v->e;
+    vae_coder *e = &v->e;
     char p[300];
     int n = c->nblocks, G = c->groups, ch = c->block_out[0];
     nn_conv_bind(bd, &e->cin, "encoder.conv_in", c->in_channels, ch, 3, 1, 1, 1);
@@ -150,7 +128,7 @@ static void bind_encoder(nn_binder *bd, cd_vae *v) {
 
 static void bind_decoder(nn_binder *bd, cd_vae *v) {
     const cd_vae_config *c = &v->cfg;
-    coder *d = &v->d;
+    vae_coder *d = &v->d;
     char p[300];
     int n = c->nblocks, G = c->groups, ch = c->block_out[n - 1];
     nn_conv_bind(bd, &v->post, "post_quant_conv", c->latent_channels, c->latent_channels, 1, 1, 0, 1);
@@ -172,30 +150,38 @@ static void bind_decoder(nn_binder *bd, cd_vae *v) {
     nn_conv_bind(bd, &d->cout, "decoder.conv_out", ch, c->out_channels, 3, 1, 1, 1);
 }
 
-static int vae_new(cd_vae **out, const cd_vae_config *cfg, cd_weights *ws, int need_encoder, cd_rng *rng) {
-    cd_vae *v = cd_calloc(1, sizeof *v);
+int cd_vae_bind(cd_vae *v, const cd_vae_config *cfg, cd_weights *ws, int need_encoder, cd_rng *rng,
+                const char *what) {
+    memset(v, 0, sizeof *v);
     v->cfg = *cfg;
     v->ws = ws;
-    v->enc = need_encoder;
+    if (cfg->nblocks < 1 || cfg->nblocks > CD_VAE_MAX_BLOCKS || cfg->layers_per_block < 1 ||
+        cfg->layers_per_block + 1 > VMAXL)
+        return cd_err("%s: %d blocks of %d layers (supported: 1..%d blocks, 1..%d layers)", what, cfg->nblocks,
+                      cfg->layers_per_block, CD_VAE_MAX_BLOCKS, VMAXL - 1);
     nn_binder bd = {.ws = ws, .rng = rng};
+    if (need_encoder < 0) need_encoder = nn_has(&bd, "encoder.conv_in.weight") && nn_has(&bd, "quant_conv.weight");
+    v->enc = need_encoder;
     if (need_encoder) bind_encoder(&bd, v);
     bind_decoder(&bd, v);
-    if (nn_bind_done(&bd, "vae")) { free(v); return -1; }
-    *out = v;
-    return 0;
+    return nn_bind_done(&bd, what);
 }
 
 int cd_vae_new(cd_vae **out, const cd_vae_config *cfg, cd_weights *ws, int need_encoder) {
-    return vae_new(out, cfg, ws, need_encoder, NULL);
+    cd_vae *v = cd_malloc(sizeof *v);
+    if (cd_vae_bind(v, cfg, ws, need_encoder != 0, NULL, "vae")) { free(v); return -1; }
+    *out = v;
+    return 0;
 }
 
 int cd_vae_new_random(cd_vae **out, const cd_vae_config *cfg, cd_weights *ws, uint64_t seed) {
     cd_rng r;
     cd_rng_seed(&r, seed);
-    cd_vae *tmp;
-    CD_TRY(vae_new(&tmp, cfg, ws, 1, &r));
-    free(tmp);
-    return vae_new(out, cfg, ws, 1, NULL);   // rebind: creation moved earlier tensors
+    cd_vae *v = cd_malloc(sizeof *v);
+    // create the missing tensors, then rebind: creation moved earlier tensors
+    if (cd_vae_bind(v, cfg, ws, 1, &r, "vae") || cd_vae_bind(v, cfg, ws, 1, NULL, "vae")) { free(v); return -1; }
+    *out = v;
+    return 0;
 }
 
 void cd_vae_free(cd_vae *v) { free(v); }
@@ -208,7 +194,7 @@ static float *res_step(nn_resnet *r, float *h, int B, int H, int W) {
     return y;
 }
 
-static float *mid_fwd(coder *k, float *h, int B, int H, int W) {
+static float *mid_fwd(vae_coder *k, float *h, int B, int H, int W) {
     h = res_step(&k->mid[0], h, B, H, W);
     float *y = cd_malloc((size_t)B * k->ma.c * H * W * sizeof(float));
     vattn_fwd(&k->ma, y, h, B, H, W);
@@ -217,7 +203,7 @@ static float *mid_fwd(coder *k, float *h, int B, int H, int W) {
 }
 
 // GN+SiLU then conv_out; frees h.
-static void out_fwd(coder *k, float *y, float *h, int B, int C, int H, int W) {
+static void out_fwd(vae_coder *k, float *y, float *h, int B, int C, int H, int W) {
     cd_groupnorm_fwd(h, NULL, NULL, h, k->norm.g, k->norm.b, B, C, H * W, k->norm.groups, k->norm.eps, 1);
     nn_conv_fwd(&k->cout, y, h, B, H, W);
     free(h);
@@ -228,7 +214,7 @@ int cd_vae_encode(cd_vae *v, float *mean, float *logvar, const float *img, int B
     int f = cd_vae_downscale(v), n = c->nblocks, L = c->latent_channels;
     if (!v->enc) return cd_err("vae: encoder not loaded");
     if (B < 1 || H < f || W < f || H % f || W % f) return cd_err("vae: image %dx%d must be a positive multiple of %d", H, W, f);
-    coder *e = &v->e;
+    vae_coder *e = &v->e;
     int ch = c->block_out[0];
     float *h = cd_malloc((size_t)B * ch * H * W * sizeof(float));
     nn_conv_fwd(&e->cin, h, img, B, H, W);
@@ -272,7 +258,7 @@ int cd_vae_decode(cd_vae *v, float *img, const float *z, int B, int h, int w) {
     const cd_vae_config *c = &v->cfg;
     int n = c->nblocks, L = c->latent_channels, H = h, W = w;
     if (B < 1 || h < 1 || w < 1) return cd_err("vae: bad latent shape %dx%d", h, w);
-    coder *d = &v->d;
+    vae_coder *d = &v->d;
     float *pz = cd_malloc((size_t)B * L * H * W * sizeof(float));
     nn_conv_fwd(&v->post, pz, z, B, H, W);
     int ch = c->block_out[n - 1];

@@ -1,5 +1,5 @@
-// VAE decoder on the GPU (see model/vae_cuda.h): the binding and walk of model/vae.c's
-// decoder with model/nn_cuda.c's layers.
+// The VAE on the GPU (see model/vae_cuda.h): model/vae.c's layers (bound by cd_vae_bind,
+// model/vae_internal.h) walked with model/nn_cuda.c's and model/nn16_cuda.c's layers.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,98 +11,24 @@
 #include "kernels/kernels_cuda.h"
 #include "model/nn_cuda.h"
 #include "model/nn16_cuda.h"
-
-#define VMAXL 8
-#define VEPS 1e-6f
+#include "model/vae_internal.h"
 
 struct cd_vae_cuda {
     nn_dev d;
-    cd_vae_config cfg;
-    nn_conv post, cin, cout;
-    nn_resnet res[CD_VAE_MAX_BLOCKS][VMAXL];
-    nn_conv samp[CD_VAE_MAX_BLOCKS];
-    nn_resnet mid[2];
-    nn_gn agn;             // mid-block attention: GroupNorm + one-head self-attention
-    nn_attn at;
-    nn_gn norm;
-    // encoder (bound when ws has encoder.* and quant_conv)
-    int enc;
-    nn_conv e_cin, e_cout, quant;
-    nn_resnet e_res[CD_VAE_MAX_BLOCKS][VMAXL];
-    nn_conv e_samp[CD_VAE_MAX_BLOCKS];
-    nn_resnet e_mid[2];
-    nn_gn e_agn;
-    nn_attn e_at;
-    nn_gn e_norm;
+    cd_vae m;      // the layers: host pointers into ws, mapped to device copies by nn_dev
 };
-
-// As model/vae.c's bind_encoder.
-static void bind_encoder(cd_vae_cuda *v, nn_binder *bd) {
-    const cd_vae_config *c = &v->cfg;
-    char p[300];
-    int n = c->nblocks, G = c->groups, ch = c->block_out[0], L2 = 2 * c->latent_channels;
-    nn_conv_bind(bd, &v->e_cin, "encoder.conv_in", c->in_channels, ch, 3, 1, 1, 1);
-    for (int i = 0; i < n; i++) {
-        int co = c->block_out[i];
-        for (int l = 0; l < c->layers_per_block; l++) {
-            snprintf(p, sizeof p, "encoder.down_blocks.%d.resnets.%d", i, l);
-            nn_resnet_bind(bd, &v->e_res[i][l], p, l ? co : ch, co, 0, G, VEPS);
-        }
-        if (i < n - 1) {
-            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.conv", i);
-            nn_conv_bind(bd, &v->e_samp[i], p, co, co, 3, 2, 0, 1);
-        }
-        ch = co;
-    }
-    nn_resnet_bind(bd, &v->e_mid[0], "encoder.mid_block.resnets.0", ch, ch, 0, G, VEPS);
-    nn_gn_bind(bd, &v->e_agn, "encoder.mid_block.attentions.0.group_norm", ch, G, VEPS);
-    nn_attn_bind(bd, &v->e_at, "encoder.mid_block.attentions.0", ch, ch, 1, 1);
-    nn_resnet_bind(bd, &v->e_mid[1], "encoder.mid_block.resnets.1", ch, ch, 0, G, VEPS);
-    nn_gn_bind(bd, &v->e_norm, "encoder.conv_norm_out", ch, G, VEPS);
-    nn_conv_bind(bd, &v->e_cout, "encoder.conv_out", ch, L2, 3, 1, 1, 1);
-    nn_conv_bind(bd, &v->quant, "quant_conv", L2, L2, 1, 1, 0, 1);
-}
-
-// As model/vae.c's bind_decoder (+ the encoder when present).
-static int bind(cd_vae_cuda *v, cd_weights *ws) {
-    const cd_vae_config *c = &v->cfg;
-    nn_binder bd = {.ws = ws};
-    char p[300];
-    int n = c->nblocks, G = c->groups, ch = c->block_out[n - 1];
-    if (n > CD_VAE_MAX_BLOCKS || c->layers_per_block + 1 > VMAXL) return cd_err("vae cuda: too many blocks or layers");
-    nn_conv_bind(&bd, &v->post, "post_quant_conv", c->latent_channels, c->latent_channels, 1, 1, 0, 1);
-    nn_conv_bind(&bd, &v->cin, "decoder.conv_in", c->latent_channels, ch, 3, 1, 1, 1);
-    nn_resnet_bind(&bd, &v->mid[0], "decoder.mid_block.resnets.0", ch, ch, 0, G, VEPS);
-    nn_gn_bind(&bd, &v->agn, "decoder.mid_block.attentions.0.group_norm", ch, G, VEPS);
-    nn_attn_bind(&bd, &v->at, "decoder.mid_block.attentions.0", ch, ch, 1, 1);
-    nn_resnet_bind(&bd, &v->mid[1], "decoder.mid_block.resnets.1", ch, ch, 0, G, VEPS);
-    for (int i = 0; i < n; i++) {
-        int co = c->block_out[n - 1 - i];
-        for (int l = 0; l <= c->layers_per_block; l++) {
-            snprintf(p, sizeof p, "decoder.up_blocks.%d.resnets.%d", i, l);
-            nn_resnet_bind(&bd, &v->res[i][l], p, l ? co : ch, co, 0, G, VEPS);
-        }
-        if (i < n - 1) {
-            snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.conv", i);
-            nn_conv_bind(&bd, &v->samp[i], p, co, co, 3, 1, 1, 1);
-        }
-        ch = co;
-    }
-    nn_gn_bind(&bd, &v->norm, "decoder.conv_norm_out", ch, G, VEPS);
-    nn_conv_bind(&bd, &v->cout, "decoder.conv_out", ch, c->out_channels, 3, 1, 1, 1);
-    v->enc = nn_has(&bd, "encoder.conv_in.weight") && nn_has(&bd, "quant_conv.weight");
-    if (v->enc) bind_encoder(v, &bd);
-    return nn_bind_done(&bd, "vae (cuda)");
-}
 
 int cd_vae_cuda_new(cd_vae_cuda **out, const cd_vae_config *cfg, cd_weights *ws, void *stream) {
     char why[256] = "";
     *out = NULL;
     if (!cd_cuda_available(why, sizeof why)) return cd_err("vae cuda: no usable GPU: %s", why);
     cd_vae_cuda *v = cd_calloc(1, sizeof *v);
-    v->cfg = *cfg;
     v->d.st = stream;
-    if (bind(v, ws) || nn_dev_upload(&v->d, ws, "vae")) { cd_vae_cuda_free(v); return -1; }
+    // the encoder when ws has it (a sampler loads the decoder only)
+    if (cd_vae_bind(&v->m, cfg, ws, -1, NULL, "vae (cuda)") || nn_dev_upload(&v->d, ws, "vae")) {
+        cd_vae_cuda_free(v);
+        return -1;
+    }
     *out = v;
     return 0;
 }
@@ -114,34 +40,32 @@ void cd_vae_cuda_free(cd_vae_cuda *v) {
 }
 
 // y = x + attn(GN(x)) on [B,C,H,W] (model/vae.c's vattn_fwd).
-static void vattn(cd_vae_cuda *v, const nn_gn *gn, const nn_attn *at, float *y, const float *x, int B, int H,
-                  int W) {
+static void vattn(cd_vae_cuda *v, const vae_attn *at, float *y, const float *x, int B, int H, int W) {
     nn_dev *g = &v->d;
     nn_dmark m0 = nn_dmark_get(g);
-    int C = gn->c, N = H * W;
+    int C = at->c, N = H * W;
     int64_t n = (int64_t)B * C * N;
     float *a = nn_da(g, n), *t = nn_da(g, n);
     if (!t) { nn_drelease(g, m0); return; }
-    nn_dgn(g, gn, a, x, B, N, 0);
+    nn_dgn(g, &at->gn, a, x, B, N, 0);
     cd_cuda_nchw_to_nhwc(t, a, B, C, N, g->st);
-    nn_dattn(g, at, a, t, NULL, B, N, N);
+    nn_dattn(g, &at->at, a, t, NULL, B, N, N);
     cd_cuda_nhwc_to_nchw(t, a, B, C, N, g->st);
     cd_cuda_add(y, t, x, n, g->st);
     nn_drelease(g, m0);
 }
 
 // y = x + attn(GN(x)) on bf16 [B,C,H,W] (bf16 mode's decoder).
-static void vattn16(cd_vae_cuda *v, const nn_gn *gn, const nn_attn *at, uint16_t *y, const uint16_t *x, int B,
-                    int H, int W) {
+static void vattn16(cd_vae_cuda *v, const vae_attn *at, uint16_t *y, const uint16_t *x, int B, int H, int W) {
     nn_dev *g = &v->d;
     nn_dmark m0 = nn_dmark_get(g);
-    int C = gn->c, N = H * W;
+    int C = at->c, N = H * W;
     int64_t n = (int64_t)B * C * N;
     uint16_t *a = nn_da16(g, n), *t = nn_da16(g, n);
     if (!t) { nn_drelease(g, m0); return; }
-    nn16_gn(g, gn, a, x, B, N, 0);
+    nn16_gn(g, &at->gn, a, x, B, N, 0);
     if (!g->err) cd_cuda_nchw_to_nhwc_bf16(t, a, B, C, N, g->st);
-    nn16_attn(g, at, a, t, NULL, B, N, N);
+    nn16_attn(g, &at->at, a, t, NULL, B, N, N);
     if (!g->err) cd_cuda_nhwc_to_nchw_bf16(t, a, B, C, N, g->st);
     if (!g->err) cd_cuda_add_bf16(y, t, x, n, g->st);
     nn_drelease(g, m0);
@@ -162,23 +86,24 @@ static void v_res(nn_dev *g, const nn_resnet *r, void *y, const void *x, int B, 
 // The decoder walk on device buffers: z [B,L,h,w] (fp32) -> img (fp32). In bf16 mode z is
 // rounded to bf16 once and conv_out's bf16 output widened into img.
 static void decode(cd_vae_cuda *v, float *img, const float *z, int B, int H, int W) {
-    const cd_vae_config *c = &v->cfg;
+    const cd_vae_config *c = &v->m.cfg;
+    const vae_coder *k = &v->m.d;
     nn_dev *g = &v->d;
     int n = c->nblocks, ch = c->block_out[n - 1], b16 = g->bf16;
     int64_t nz = (int64_t)B * c->latent_channels * H * W;
     const void *ze = b16 ? (const void *)nn16_from_f32(g, z, nz) : (const void *)z;
     void *pz = va(g, nz), *x = va(g, (int64_t)B * ch * H * W), *y = va(g, (int64_t)B * ch * H * W);
     if (!y || !ze) return;
-    v_conv(g, &v->post, pz, ze, B, H, W);
-    v_conv(g, &v->cin, x, pz, B, H, W);
-    v_res(g, &v->mid[0], y, x, B, H, W);
-    if (b16) vattn16(v, &v->agn, &v->at, x, y, B, H, W);
-    else vattn(v, &v->agn, &v->at, x, y, B, H, W);
-    v_res(g, &v->mid[1], y, x, B, H, W);
+    v_conv(g, &v->m.post, pz, ze, B, H, W);
+    v_conv(g, &k->cin, x, pz, B, H, W);
+    v_res(g, &k->mid[0], y, x, B, H, W);
+    if (b16) vattn16(v, &k->ma, x, y, B, H, W);
+    else vattn(v, &k->ma, x, y, B, H, W);
+    v_res(g, &k->mid[1], y, x, B, H, W);
     x = y;
     for (int i = 0; i < n && !g->err; i++) {
         for (int l = 0; l <= c->layers_per_block; l++) {
-            nn_resnet *r = &v->res[i][l];
+            const nn_resnet *r = &k->res[i][l];
             void *o = va(g, (int64_t)B * r->cout * H * W);
             if (!o) return;
             v_res(g, r, o, x, B, H, W);
@@ -191,22 +116,22 @@ static void decode(cd_vae_cuda *v, float *img, const float *z, int B, int H, int
             if (b16) cd_cuda_upsample2x_fwd_bf16(up, x, B, ch, H, W, g->st);
             else cd_cuda_upsample2x_fwd(up, x, B, ch, H, W, g->st);
             H *= 2; W *= 2;
-            v_conv(g, &v->samp[i], o, up, B, H, W);
+            v_conv(g, &k->samp[i], o, up, B, H, W);
             x = o;
         }
     }
     void *a = va(g, (int64_t)B * ch * H * W);
     if (!a || g->err) return;
     if (!b16) {
-        nn_dgn(g, &v->norm, a, x, B, H * W, 1);
-        nn_dconv(g, &v->cout, img, a, B, H, W);
+        nn_dgn(g, &k->norm, a, x, B, H * W, 1);
+        nn_dconv(g, &k->cout, img, a, B, H, W);
         return;
     }
     int64_t ni = (int64_t)B * c->out_channels * H * W;
     uint16_t *o = nn_da16(g, ni);
     if (!o) return;
-    nn16_gn(g, &v->norm, a, x, B, H * W, 1);
-    nn16_conv(g, &v->cout, o, a, B, H, W);
+    nn16_gn(g, &k->norm, a, x, B, H * W, 1);
+    nn16_conv(g, &k->cout, o, a, B, H, W);
     if (!g->err) cd_cuda_bf16_to_f32(img, o, ni, g->st);
 }
 
@@ -232,7 +157,7 @@ int cd_vae_cuda_decode_dev(cd_vae_cuda *v, float *d_img, const float *d_z, int B
 }
 
 int cd_vae_cuda_decode(cd_vae_cuda *v, float *img, const float *z, int B, int h, int w) {
-    const cd_vae_config *c = &v->cfg;
+    const cd_vae_config *c = &v->m.cfg;
     nn_dev *g = &v->d;
     CD_TRY(check_latent(B, h, w));
     int f = 1 << (c->nblocks - 1);
@@ -279,37 +204,38 @@ static void enc_sizes(const cd_vae_config *c, int B, int H, int W, int64_t *sz, 
 
 // model/vae.c's cd_vae_encode walk: img [B,in,H,W] -> q [B, 2*latent, H/f, W/f] (quant_conv out).
 static void encode(cd_vae_cuda *v, float *q, const float *img, int B, int H, int W) {
-    const cd_vae_config *c = &v->cfg;
+    const cd_vae_config *c = &v->m.cfg;
+    const vae_coder *e = &v->m.e;
     nn_dev *g = &v->d;
     nn_dmark m0 = nn_dmark_get(g);
     int64_t sz, szp, szz;
     enc_sizes(c, B, H, W, &sz, &szp, &szz);
     float *x = nn_da(g, sz), *y = nn_da(g, sz), *pb = nn_da(g, szp), *z = nn_da(g, szz);
     if (!z || cd_cuda_memset(z, 0, szz * sizeof(float), g->st)) { g->err = 1; nn_drelease(g, m0); return; }
-    nn_dconv(g, &v->e_cin, x, img, B, H, W);
+    nn_dconv(g, &e->cin, x, img, B, H, W);
     for (int i = 0; i < c->nblocks && !g->err; i++) {
         for (int l = 0; l < c->layers_per_block; l++) {
-            nn_dresnet(g, &v->e_res[i][l], y, x, NULL, B, H, W);
+            nn_dresnet(g, &e->res[i][l], y, x, NULL, B, H, W);
             float *s = x; x = y; y = s;
         }
         if (i < c->nblocks - 1) {   // F.pad(x, (0,1,0,1)) then conv k3 s2 p0
             pad01(g, pb, y, x, z, B * c->block_out[i], H, W);
-            nn_dconv(g, &v->e_samp[i], x, pb, B, H + 1, W + 1);
+            nn_dconv(g, &e->samp[i], x, pb, B, H + 1, W + 1);
             H /= 2; W /= 2;
         }
     }
-    nn_dresnet(g, &v->e_mid[0], y, x, NULL, B, H, W);
-    vattn(v, &v->e_agn, &v->e_at, x, y, B, H, W);
-    nn_dresnet(g, &v->e_mid[1], y, x, NULL, B, H, W);
-    nn_dgn(g, &v->e_norm, x, y, B, H * W, 1);
-    nn_dconv(g, &v->e_cout, y, x, B, H, W);
-    nn_dconv(g, &v->quant, q, y, B, H, W);
+    nn_dresnet(g, &e->mid[0], y, x, NULL, B, H, W);
+    vattn(v, &e->ma, x, y, B, H, W);
+    nn_dresnet(g, &e->mid[1], y, x, NULL, B, H, W);
+    nn_dgn(g, &e->norm, x, y, B, H * W, 1);
+    nn_dconv(g, &e->cout, y, x, B, H, W);
+    nn_dconv(g, &v->m.quant, q, y, B, H, W);
     nn_drelease(g, m0);
 }
 
 static int check_image(const cd_vae_cuda *v, int B, int H, int W) {
-    int f = 1 << (v->cfg.nblocks - 1);
-    if (!v->enc) return cd_err("vae cuda: the encoder is not loaded (no encoder.* / quant_conv tensors)");
+    int f = 1 << (v->m.cfg.nblocks - 1);
+    if (!v->m.enc) return cd_err("vae cuda: the encoder is not loaded (no encoder.* / quant_conv tensors)");
     if (B < 1 || H < f || W < f || H % f || W % f)
         return cd_err("vae cuda: image %dx%d must be a positive multiple of %d", H, W, f);
     return 0;
@@ -318,9 +244,9 @@ static int check_image(const cd_vae_cuda *v, int B, int H, int W) {
 // The encoder into d_mean, d_logvar (device); the arena must be begun.
 static int encode_run(cd_vae_cuda *v, float *d_mean, float *d_logvar, const float *d_pixels, int B, int H, int W) {
     nn_dev *g = &v->d;
-    int f = 1 << (v->cfg.nblocks - 1), L = v->cfg.latent_channels, hw = (H / f) * (W / f);
+    int f = 1 << (v->m.cfg.nblocks - 1), L = v->m.cfg.latent_channels, hw = (H / f) * (W / f);
     int64_t nl = (int64_t)B * L * hw;
-    int64_t ppi = (int64_t)v->cfg.in_channels * H * W, qpi = 2LL * L * hw;
+    int64_t ppi = (int64_t)v->m.cfg.in_channels * H * W, qpi = 2LL * L * hw;
     float *q = nn_da(g, 2 * nl);
     // one image at a time: the activations of a 512x512 image take ~0.7 GB, a batch would take B times that
     for (int b = 0; b < B && q && !g->err; b++) encode(v, q + b * qpi, d_pixels + b * ppi, 1, H, W);
@@ -344,8 +270,8 @@ int cd_vae_cuda_encode_dev(cd_vae_cuda *v, float *d_mean, float *d_logvar, const
 int cd_vae_cuda_encode(cd_vae_cuda *v, float *mean, float *logvar, const float *pixels, int B, int H, int W) {
     nn_dev *g = &v->d;
     CD_TRY(check_image(v, B, H, W));
-    int f = 1 << (v->cfg.nblocks - 1);
-    int64_t np = (int64_t)B * v->cfg.in_channels * H * W, nl = (int64_t)B * v->cfg.latent_channels * (H / f) * (W / f);
+    int f = 1 << (v->m.cfg.nblocks - 1);
+    int64_t np = (int64_t)B * v->m.cfg.in_channels * H * W, nl = (int64_t)B * v->m.cfg.latent_channels * (H / f) * (W / f);
     cd_cuda_status();
     nn_dev_begin(g);
     float *dp = nn_da(g, np), *dm = nn_da(g, nl), *dl = nn_da(g, nl);
@@ -358,7 +284,7 @@ int cd_vae_cuda_encode(cd_vae_cuda *v, float *mean, float *logvar, const float *
 }
 
 int cd_vae_cuda_set_bf16(cd_vae_cuda *v, int on) { return nn_dev_set_bf16(&v->d, on); }
-int cd_vae_cuda_has_encoder(const cd_vae_cuda *v) { return v->enc; }
+int cd_vae_cuda_has_encoder(const cd_vae_cuda *v) { return v->m.enc; }
 int64_t cd_vae_cuda_arena_bytes(const cd_vae_cuda *v) { return nn_dev_arena_bytes(&v->d); }
 
 #else  // built without CUDA

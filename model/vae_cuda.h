@@ -1,8 +1,9 @@
 // The VAE (AutoencoderKL, model/vae.c's cd_vae_decode and cd_vae_encode) on an NVIDIA GPU through
 // the CUDA twins, fp32 (or bf16 convolutions/GEMMs with fp32 accumulation: cd_vae_cuda_set_bf16).
-// Binds the decoder tensors of ws by their diffusers names (post_quant_conv, decoder.*) itself,
-// and the encoder's (encoder.*, quant_conv) when ws has them, and uploads ws once. Plain C; with
-// CUDA=0 every call fails with "built without CUDA".
+// Binds the decoder tensors of ws by their diffusers names (post_quant_conv, decoder.*) with
+// model/vae.c's binding (cd_vae_bind, model/vae_internal.h), and the encoder's (encoder.*,
+// quant_conv) when ws has them, and uploads ws once. Plain C; with CUDA=0 every call fails with
+// "built without CUDA".
 #ifndef CD_VAE_CUDA_H
 #define CD_VAE_CUDA_H
 #include "model/vae.h"
