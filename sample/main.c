@@ -215,6 +215,10 @@ int main(int argc, char **argv) {
     if (grid_cols < 0) { cd_err("--grid-cols %d: must be >= 0", grid_cols); cd_die(PROG, 2); }
     if (strcmp(format, "png") && strcmp(format, "jpg") && strcmp(format, "jpeg")) { cd_err("--format: png or jpg"); cd_die(PROG, 2); }
     if (strcmp(g_device, "cpu") && strcmp(g_device, "cuda")) { cd_err("--device: cpu or cuda, not '%s'", g_device); cd_die(PROG, 2); }
+    if (!strcmp(g_device, "cpu") && strcmp(g_precision, "fp32")) {   // never a silently ignored option
+        cd_err("--precision %s: the CPU samples in fp32 (tf32/bf16/fp16 need --device cuda)", g_precision);
+        cd_die(PROG, 2);
+    }
     sample_run R;
     memset(&R, 0, sizeof R);
     R.o = (sample_opts){model, tokenizer, config, deltas.v, deltas.n, negative, scheduler, init_latents,

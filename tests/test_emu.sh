@@ -131,6 +131,14 @@ else
   fail emu_graph_fallback "CD_CUDA_GRAPH=1 run failed: $(tail -3 "$T/graph.err")"
 fi
 
+if run cpuprec --device cpu --precision bf16; then
+  fail emu_cpu_precision_refused "--device cpu --precision bf16 was accepted (the CPU samples in fp32)"
+elif grep -q "the CPU samples in fp32" "$T/cpuprec.err"; then
+  pass emu_cpu_precision_refused
+else
+  fail emu_cpu_precision_refused "unclear error: $(tail -2 "$T/cpuprec.err")"
+fi
+
 if run badprec --device cuda --precision fp8; then
   fail emu_bad_precision_refused "--precision fp8 was accepted"
 elif grep -q "precision 'fp8': expected fp32, tf32, bf16 or fp16" "$T/badprec.err"; then
