@@ -8,6 +8,8 @@
 // (one row at a time across the warp, log2 domain), writes P in 16 bits (T), rescales its rows of
 // the fp32 O accumulator (shared memory) and adds P V with WMMA. Head dims are padded to
 // a multiple of 16 with zeros (40 -> 48). Never materializes more than a 64 x 64 tile.
+// causal (Nq == Nk, the CLIP text model): query i sees keys j <= i; scores of later keys are
+// -inf (P = 0) and a query block stops after the key tile holding its last query.
 #include <pthread.h>
 #include "kernels/cuda_common.h"
 #include <mma.h>
@@ -44,7 +46,7 @@ __device__ __forceinline__ void fb_load(T *sm, const T *src, int r0, int limit, 
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool CAUSAL>
 __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int out_bf16, float *lse, const T *q,
                                                                 const T *k, const T *v, int H, int Nq, int Nk,
                                                                 float sl) {
@@ -67,7 +69,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
     float *Sw = Ss + w * 16 * LS, *Ow = Os + w * 16 * LO;
     T *Pw = Ps + w * 16 * LP;
     const T *Qw = Qs + w * 16 * LB;
-    for (int k0 = 0; k0 < Nk; k0 += FB_BK) {
+    const int kend = CAUSAL ? min(Nk, q0 + FB_BQ) : Nk; // causal: keys j <= the block's last query
+    for (int k0 = 0; k0 < kend; k0 += FB_BK) {
         __syncthreads();
         fb_load<T, D>(Ks, kb, k0, Nk, HD);
         fb_load<T, D>(Vs, vb, k0, Nk, HD);
@@ -88,9 +91,11 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
             wmma::store_matrix_sync(Sw + n * 16, acc, LS, wmma::mem_row_major);
         }
         __syncwarp();
-        const bool ok0 = k0 + lane < Nk, ok1 = k0 + lane + 32 < Nk;
+        // keys past Nk, and (causal) keys after the row's query, score -inf
 #pragma unroll
         for (int r = 0; r < 16; r++) {
+            const int lim = CAUSAL ? min(Nk, q0 + w * 16 + r + 1) : Nk;
+            const bool ok0 = k0 + lane < lim, ok1 = k0 + lane + 32 < lim;
             float s0 = ok0 ? Sw[r * LS + lane] * sl : -INFINITY, s1 = ok1 ? Sw[r * LS + lane + 32] * sl : -INFINITY;
             float mx = fmaxf(s0, s1);
 #pragma unroll
@@ -139,35 +144,37 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_fwd_bf16(void *out, int ou
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool CAUSAL>
 static void fb_launch(void *out, int out_bf16, float *lse, const T *q, const T *k, const T *v, int B, int H,
                       int Nq, int Nk, float scale, cudaStream_t st) {
     static int attr_set;
     const size_t smem = FbDims<D>::smem;
     if (!attr_set) {
-        if (cudaCheck(cudaFuncSetAttribute(k_flash_fwd_bf16<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+        if (cudaCheck(cudaFuncSetAttribute(k_flash_fwd_bf16<T, D, CAUSAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
             return;
         attr_set = 1;
     }
     dim3 grid((Nq + FB_BQ - 1) / FB_BQ, B * H);
-    k_flash_fwd_bf16<T, D><<<grid, FB_THREADS, smem, st>>>(out, out_bf16, lse, q, k, v, H, Nq, Nk, scale * FB_LOG2E);
+    k_flash_fwd_bf16<T, D, CAUSAL><<<grid, FB_THREADS, smem, st>>>(out, out_bf16, lse, q, k, v, H, Nq, Nk,
+                                                                   scale * FB_LOG2E);
     cudaCheckLaunch();
 }
 
 template <typename T>
 static void fwd16(void *out, int out_bf16, float *lse, const T *Q, const T *K, const T *V, int B, int H, int Nq, int Nk,
-                  int D, float scale, cudaStream_t st) {
-    switch (D) {
-    case 40: fb_launch<T, 40>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    case 64: fb_launch<T, 64>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    case 80: fb_launch<T, 80>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    case 160: fb_launch<T, 160>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st); break;
-    }
+                  int D, float scale, int causal, cudaStream_t st) {
+#define FB_CASE(DD)                                                                                    \
+    case DD:                                                                                           \
+        if (causal) fb_launch<T, DD, true>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st);       \
+        else fb_launch<T, DD, false>(out, out_bf16, lse, Q, K, V, B, H, Nq, Nk, scale, st);             \
+        break;
+    switch (D) { FB_CASE(40) FB_CASE(64) FB_CASE(80) FB_CASE(160) }
+#undef FB_CASE
 }
 
-extern "C" void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
-                                           const uint16_t *v, int B, int H, int Nq, int Nk, int D, float scale,
-                                           void *stream) {
+// The forward's checks, then fwd16 in the process's 16-bit format; causal: Nq == Nk.
+static void fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                     int B, int H, int Nq, int Nk, int D, float scale, int causal, void *stream) {
     cudaStream_t st = cd_stream(stream);
     if (B <= 0 || H <= 0 || Nq <= 0) return;
     if (cd_cuda_require(D == 40 || D == 64 || D == 80 || D == 160, "attention bf16: head dim must be 40, 64, 80 or 160") ||
@@ -176,7 +183,19 @@ extern "C" void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, 
                         "attention bf16: q, k, v must be 16-byte aligned"))
         return;
     CD_DISPATCH16(T16, fwd16<T16>(out, out_bf16, lse, (const T16 *)q, (const T16 *)k, (const T16 *)v, B, H, Nq, Nk, D,
-                                  scale, st));
+                                  scale, causal, st));
+}
+
+extern "C" void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
+                                           const uint16_t *v, int B, int H, int Nq, int Nk, int D, float scale,
+                                           void *stream) {
+    fwd_bf16(out, out_bf16, lse, q, k, v, B, H, Nq, Nk, D, scale, 0, stream);
+}
+
+extern "C" void cd_cuda_attention_causal_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q,
+                                                  const uint16_t *k, const uint16_t *v, int B, int H, int N, int D,
+                                                  float scale, void *stream) {
+    fwd_bf16(out, out_bf16, lse, q, k, v, B, H, N, N, D, scale, 1, stream);
 }
 
 // ---- backward (head dims 40, 64, 80 on tensor cores; 160 through the fp32 kernel) -------------
@@ -185,6 +204,8 @@ extern "C" void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, 
 // dV_w += P^T dO, dK_w += dS^T Q (fp32 accumulators in shared memory); after a block
 // barrier each warp forms dQ for 16 queries = dS K over the block's 64 keys and adds it to
 // the fp32 dq with atomicAdd. dK (x scale) and dV leave through atomicAdd at the end.
+// causal (Nq == Nk): P = 0 for key j > query i, and a key block starts at the query tile of its
+// first key (tiles wholly before it see none of its keys); a split left with no tile exits.
 template <int D>
 struct FbbDims {
     static constexpr int DP = (D + 15) / 16 * 16, LB = DP + 8, LS = FB_BQ + 4, LP = FB_BQ + 8, LO = DP + 4;
@@ -211,7 +232,7 @@ __global__ void k_delta_bf16(float *delta, const T *dout, const T *out, int B, i
     if (lane == 0) delta[((int64_t)b * H + h) * Nq + i] = s;
 }
 
-template <typename T, int D>
+template <typename T, int D, bool CAUSAL>
 __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float *dk, float *dv, const T *dout,
                                                                 const T *q, const T *k, const T *v,
                                                                 const float *lse, const float *delta, int H, int Nq,
@@ -225,13 +246,15 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
     float *dKs = (float *)(dSt + 64 * LP), *dVs = dKs + 64 * LO, *Ls = dVs + 64 * LO, *Dl = Ls + 64;
     float *dQt = St; // [64][LO] staging for dQ, reuses S^T/dP^T after they are consumed
     const int bh = blockIdx.z, b = bh / H, h = bh - b * H, HD = H * D, k0 = blockIdx.x * 64;
+    const int s0 = (int)blockIdx.y * tiles_per_split, t1 = min((Nq + 63) / 64, s0 + tiles_per_split);
+    const int t0 = CAUSAL ? max(s0, k0 / 64) : s0;
+    if (CAUSAL && t0 >= t1) return; // every query of this split precedes the block's keys
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float sl = scale * FB_LOG2E;
     const int64_t qoff = (int64_t)b * Nq * HD + h * D, koff = (int64_t)b * Nk * HD + h * D;
     fb_load<T, D>(Ks, k + koff, k0, Nk, HD);
     fb_load<T, D>(Vs, v + koff, k0, Nk, HD);
     for (int e = threadIdx.x; e < 2 * 64 * LO; e += FB_THREADS) dKs[e] = 0.f; // dKs and dVs
-    const int qtiles = (Nq + 63) / 64, t0 = blockIdx.y * tiles_per_split, t1 = min(qtiles, t0 + tiles_per_split);
     float *St_w = St + w * 16 * LS, *dPt_w = dPt + w * 16 * LS, *dK_w = dKs + w * 16 * LO, *dV_w = dVs + w * 16 * LO;
     T *Pt_w = Pt + w * 16 * LP, *dSt_w = dSt + w * 16 * LP;
     const T *K_w = Ks + w * 16 * LB, *V_w = Vs + w * 16 * LB;
@@ -268,7 +291,8 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
         __syncwarp();
         for (int e = lane; e < 16 * 64; e += 32) {
             const int r = e >> 6, c = e & 63;
-            const bool ok = (k0 + w * 16 + r < Nk) && (q0 + c < Nq);
+            const int key = k0 + w * 16 + r;
+            const bool ok = (key < Nk) && (q0 + c < Nq) && (!CAUSAL || key <= q0 + c);
             const float p = ok ? exp2f(St_w[r * LS + c] * sl - Ls[c]) : 0.f;
             Pt_w[r * LP + c] = cd_to16<T>(p);
             dSt_w[r * LP + c] = cd_to16<T>(p * (dPt_w[r * LS + c] - Dl[c]));
@@ -332,14 +356,14 @@ __global__ void k_zero_key0_bf(float *dk, float *dv, int B, int Nk, int HD) {
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool CAUSAL>
 static void fbb_launch(float *dq, float *dk, float *dv, const T *dout, const T *q, const T *k, const T *v,
                        const float *lse, const float *delta, int B, int H, int Nq, int Nk, float scale,
                        cudaStream_t st) {
     static int attr_set;
     const size_t smem = FbbDims<D>::smem;
     if (!attr_set) {
-        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd_bf16<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd_bf16<T, D, CAUSAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
             return;
         attr_set = 1;
     }
@@ -351,7 +375,8 @@ static void fbb_launch(float *dq, float *dk, float *dv, const T *dout, const T *
     int per = (qtiles + splits - 1) / splits;
     splits = (qtiles + per - 1) / per;
     dim3 grid(ktiles, splits, B * H);
-    k_flash_bwd_bf16<T, D><<<grid, FB_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per);
+    k_flash_bwd_bf16<T, D, CAUSAL><<<grid, FB_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk,
+                                                                   scale, per);
     cudaCheckLaunch();
 }
 
@@ -390,7 +415,7 @@ static float *widen_buffer(void *stream, size_t bytes) {
 template <typename T>
 static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const T *dout, const T *q, const T *k,
                               const T *v, const T *out, const float *lse, int B, int H, int Nq, int Nk, int D,
-                              float scale, int detach_k0, void *stream) {
+                              float scale, int detach_k0, int causal, void *stream) {
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     float *buf = widen_buffer(stream, sizeof(float) * (3 * nq + 2 * nk));
     if (!buf) return;
@@ -401,17 +426,19 @@ static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const T *dout, co
     k_bf_to_f<T><<<cd_ew_blocks(nq), 256, 0, st>>>(fo, out, nq);
     k_bf_to_f<T><<<cd_ew_blocks(nk), 256, 0, st>>>(fk, k, nk);
     k_bf_to_f<T><<<cd_ew_blocks(nk), 256, 0, st>>>(fv, v, nk);
-    if (!cudaCheckLaunch())
-        cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
+    if (cudaCheckLaunch()) return;
+    if (causal) cd_cuda_attention_causal_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, D, scale, stream);
+    else cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
 }
 
-// The backward once cd_cuda_attention_bwd_bf16's checks passed; T the 16-bit element type.
+// The backward once bwd_bf16's checks passed; T the 16-bit element type; causal: Nq == Nk.
 template <typename T>
 static void bwd16(float *dq, float *dk, float *dv, const T *dO, const T *Q, const T *K, const T *V, const T *out,
-                  const float *lse, int B, int H, int Nq, int Nk, int D, float scale, int detach_k0, void *stream) {
+                  const float *lse, int B, int H, int Nq, int Nk, int D, float scale, int detach_k0, int causal,
+                  void *stream) {
     cudaStream_t st = cd_stream(stream);
     if (D == 160) {
-        bwd_bf16_via_fp32<T>(dq, dk, dv, dO, Q, K, V, out, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
+        bwd_bf16_via_fp32<T>(dq, dk, dv, dO, Q, K, V, out, lse, B, H, Nq, Nk, D, scale, detach_k0, causal, stream);
         return;
     }
     float *delta = (float *)cd_cuda_scratch(stream, sizeof(float) * (size_t)B * H * Nq);
@@ -423,21 +450,22 @@ static void bwd16(float *dq, float *dk, float *dv, const T *dO, const T *Q, cons
     int64_t warps = (int64_t)B * Nq * H;
     k_delta_bf16<T><<<cd_blocks(warps * 32, 256), 256, 0, st>>>(delta, dO, out, B, H, Nq, D);
     if (cudaCheckLaunch()) return;
-    switch (D) {
-    case 40: fbb_launch<T, 40>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 64: fbb_launch<T, 64>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
-    case 80: fbb_launch<T, 80>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); break;
-    }
+#define FBB_CASE(DD)                                                                                   \
+    case DD:                                                                                           \
+        if (causal) fbb_launch<T, DD, true>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); \
+        else fbb_launch<T, DD, false>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st);       \
+        break;
+    switch (D) { FBB_CASE(40) FBB_CASE(64) FBB_CASE(80) }
+#undef FBB_CASE
     if (detach_k0) {
         k_zero_key0_bf<<<cd_ew_blocks((int64_t)B * H * D), 256, 0, st>>>(dk, dv, B, Nk, H * D);
         cudaCheckLaunch();
     }
 }
 
-extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
-                                           const uint16_t *k, const uint16_t *v, const uint16_t *out,
-                                           const float *lse, int B, int H, int Nq, int Nk, int D, float scale,
-                                           int detach_k0, void *stream) {
+static void bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q, const uint16_t *k,
+                     const uint16_t *v, const uint16_t *out, const float *lse, int B, int H, int Nq, int Nk, int D,
+                     float scale, int detach_k0, int causal, void *stream) {
     if (B <= 0 || H <= 0 || Nq <= 0) return;
     if (cd_cuda_require(D == 40 || D == 64 || D == 80 || D == 160, "attention bf16: head dim must be 40, 64, 80 or 160") ||
         cd_cuda_require(Nk > 0 && lse != NULL, "attention bf16 backward: needs Nk > 0 and the forward's lse") ||
@@ -445,5 +473,19 @@ extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, cons
                         "attention bf16: q, k, v, dout must be 16-byte aligned"))
         return;
     CD_DISPATCH16(T16, bwd16<T16>(dq, dk, dv, (const T16 *)dout, (const T16 *)q, (const T16 *)k, (const T16 *)v,
-                                  (const T16 *)out, lse, B, H, Nq, Nk, D, scale, detach_k0, stream));
+                                  (const T16 *)out, lse, B, H, Nq, Nk, D, scale, detach_k0, causal, stream));
+}
+
+extern "C" void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
+                                           const uint16_t *k, const uint16_t *v, const uint16_t *out,
+                                           const float *lse, int B, int H, int Nq, int Nk, int D, float scale,
+                                           int detach_k0, void *stream) {
+    bwd_bf16(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach_k0, 0, stream);
+}
+
+extern "C" void cd_cuda_attention_causal_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout,
+                                                  const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                                  const uint16_t *out, const float *lse, int B, int H, int N, int D,
+                                                  float scale, void *stream) {
+    bwd_bf16(dq, dk, dv, dout, q, k, v, out, lse, B, H, N, N, D, scale, 0, 1, stream);
 }

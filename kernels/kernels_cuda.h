@@ -164,6 +164,16 @@ void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t 
                                 const uint16_t *q, const uint16_t *k, const uint16_t *v,
                                 const uint16_t *out, const float *lse, int B, int H, int Nq,
                                 int Nk, int D, float scale, int detach_k0, void *stream);
+// Causal twins of the two above (query i sees keys j <= i, Nq = Nk = N; the CLIP text model):
+// the semantics of cd_cuda_attention_causal_fwd/_bwd with the storage, head dims and 16-bit
+// rounding points of cd_cuda_attention_fwd_bf16/_bwd_bf16 (backward: out 16-bit, lse required).
+void cd_cuda_attention_causal_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q,
+                                       const uint16_t *k, const uint16_t *v, int B, int H, int N,
+                                       int D, float scale, void *stream);
+void cd_cuda_attention_causal_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout,
+                                       const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                       const uint16_t *out, const float *lse, int B, int H, int N,
+                                       int D, float scale, void *stream);
 // Unfused baseline (kernels/cuda_attention_naive.cu): cuBLAS batched GEMMs + a softmax
 // kernel with the full [H,Nq,Nk] score matrix in device memory (for benches and as a
 // second opinion in tests). Same semantics as the fused ops; lse may be NULL.

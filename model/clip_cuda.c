@@ -155,26 +155,34 @@ static float *pad(nn_dev *g, const float *x, const float *z, int rows, int D, in
     return y;
 }
 
+// o [B,N,H*Dp] (fp32), lse [B,H,N] from q, k, v [B,N,H*Dp] (Dp a fused kernel's head dim). bf16
+// mode: the tensor-core kernels on 16-bit copies of q, k, v (the text model's causal one too).
 static void attn_run(nn_dev *g, const clip_dims *d, float *o, float *lse, const float *q, const float *k,
-                     const float *v, int D, float scale) {
-    if (d->causal) cd_cuda_attention_causal_fwd(o, lse, q, k, v, d->B, d->H, d->L, D, scale, g->st);
-    else cd_cuda_attention_fwd(o, lse, q, k, v, d->B, d->H, d->L, d->L, D, scale, g->st);
+                     const float *v, int Dp, float scale) {
+    int B = d->B, H = d->H, L = d->L;
+    if (g->bf16) {
+        int64_t nq = (int64_t)B * L * H * Dp;
+        uint16_t *q16 = to16(g, q, nq), *k16 = to16(g, k, nq), *v16 = to16(g, v, nq);
+        if (!v16) return;
+        if (d->causal) cd_cuda_attention_causal_fwd_bf16(o, 0, lse, q16, k16, v16, B, H, L, Dp, scale, g->st);
+        else cd_cuda_attention_fwd_bf16(o, 0, lse, q16, k16, v16, B, H, L, L, Dp, scale, g->st);
+    } else if (d->causal) {
+        cd_cuda_attention_causal_fwd(o, lse, q, k, v, B, H, L, Dp, scale, g->st);
+    } else {
+        cd_cuda_attention_fwd(o, lse, q, k, v, B, H, L, L, Dp, scale, g->st);
+    }
 }
 
 // o [B,N,H*D] (lse [B,H,N]) = self-attention of q, k, v [B,N,H*D]; causal as d says.
 static void attn_fwd(nn_dev *g, const clip_dims *d, float *o, float *lse, const float *q, const float *k,
                      const float *v) {
     int D = d->C / d->H, Dp = pad_dim(D), rows = d->B * d->L * d->H;
-    int64_t nq = (int64_t)d->B * d->L * d->C;
     float scale = 1.f / sqrtf((float)D);
     if (g->err) return;
     if (Dp < 0) { dfail(g, "attention head dim above 160 is not supported"); return; }
     g->flops += (d->causal ? 2.0 : 4.0) * d->B * d->H * (double)d->L * d->L * D;
     nn_dmark m0 = nn_dmark_get(g);
-    if (Dp == D && g->bf16 && !d->causal) {   // tensor-core kernel (no causal bf16 twin)
-        uint16_t *q16 = to16(g, q, nq), *k16 = to16(g, k, nq), *v16 = to16(g, v, nq);
-        if (v16) cd_cuda_attention_fwd_bf16(o, 0, lse, q16, k16, v16, d->B, d->H, d->L, d->L, D, scale, g->st);
-    } else if (Dp == D) {
+    if (Dp == D) {
         attn_run(g, d, o, lse, q, k, v, D, scale);
     } else {
         float *z = zeros(g, (int64_t)rows * (Dp - D));
@@ -182,10 +190,33 @@ static void attn_fwd(nn_dev *g, const clip_dims *d, float *o, float *lse, const 
         float *vp = kp ? pad(g, v, z, rows, D, Dp) : NULL, *op = nn_da(g, (int64_t)rows * Dp);
         if (vp && op) {
             attn_run(g, d, op, lse, qp, kp, vp, Dp, scale);
-            cd_cuda_split_c(o, NULL, op, rows, D, Dp - D, 1, g->st);
+            if (!g->err) cd_cuda_split_c(o, NULL, op, rows, D, Dp - D, 1, g->st);
         }
     }
     nn_drelease(g, m0);
+}
+
+// gq, gk, gv [B,N,H*Dp] (overwritten) from dy and the forward's q, k, v, o [B,N,H*Dp] and lse.
+// bf16 mode: the tensor-core backward on 16-bit copies, the ones attn_run's forward rounded
+// (the same q, k, v bits its lse came from; o rounded as a 16-bit forward output would be).
+static void attn_bwd_run(nn_dev *g, const clip_dims *d, float *gq, float *gk, float *gv, const float *dy,
+                         const float *q, const float *k, const float *v, const float *o, const float *lse, int Dp,
+                         float scale) {
+    int B = d->B, H = d->H, L = d->L;
+    if (g->bf16) {
+        int64_t nq = (int64_t)B * L * H * Dp;
+        uint16_t *q16 = to16(g, q, nq), *k16 = to16(g, k, nq), *v16 = to16(g, v, nq);
+        uint16_t *o16 = to16(g, o, nq), *dy16 = to16(g, dy, nq);
+        if (!dy16) return;
+        if (d->causal)
+            cd_cuda_attention_causal_bwd_bf16(gq, gk, gv, dy16, q16, k16, v16, o16, lse, B, H, L, Dp, scale, g->st);
+        else
+            cd_cuda_attention_bwd_bf16(gq, gk, gv, dy16, q16, k16, v16, o16, lse, B, H, L, L, Dp, scale, 0, g->st);
+    } else if (d->causal) {
+        cd_cuda_attention_causal_bwd(gq, gk, gv, dy, q, k, v, o, lse, B, H, L, Dp, scale, g->st);
+    } else {
+        cd_cuda_attention_bwd(gq, gk, gv, dy, q, k, v, o, lse, B, H, L, L, Dp, scale, 0, g->st);
+    }
 }
 
 // dq, dk, dv [B,N,H*D] (overwritten) from dout and the saved q, k, v, att, lse.
@@ -207,11 +238,8 @@ static void attn_bwd(nn_dev *g, const clip_dims *d, float *dq, float *dk, float 
         gq = nn_da(g, (int64_t)rows * Dp); gk = nn_da(g, (int64_t)rows * Dp); gv = nn_da(g, (int64_t)rows * Dp);
         if (!gv) { nn_drelease(g, m0); return; }
     }
-    if (d->causal)
-        cd_cuda_attention_causal_bwd(gq, gk, gv, dy, q, k, v, o, s->lse, d->B, d->H, d->L, Dp, scale, g->st);
-    else
-        cd_cuda_attention_bwd(gq, gk, gv, dy, q, k, v, o, s->lse, d->B, d->H, d->L, d->L, Dp, scale, 0, g->st);
-    if (Dp != D) {
+    attn_bwd_run(g, d, gq, gk, gv, dy, q, k, v, o, s->lse, Dp, scale);
+    if (Dp != D && !g->err) {
         cd_cuda_split_c(dq, NULL, gq, rows, D, Dp - D, 1, g->st);
         cd_cuda_split_c(dk, NULL, gk, rows, D, Dp - D, 1, g->st);
         cd_cuda_split_c(dv, NULL, gv, rows, D, Dp - D, 1, g->st);

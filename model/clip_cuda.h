@@ -5,10 +5,12 @@
 // Precision: fp32 by default. bf16 mode (cd_clip_*_cuda_set_bf16): the frozen weights get bf16
 // copies; every Linear (forward and the backward's d(input) GEMMs) rounds its inputs to bf16 and
 // accumulates in fp32; LayerNorm, softmax statistics, activations, residuals, the embedding
-// lookups and the token table stay fp32. The text model's causal attention runs the fp32 fused
-// kernel (no causal bf16 twin); the vision tower's attention uses the bf16 tensor-core kernel for
-// head dims 40/64/80/160. Head dims the fused kernels lack (tiny models) are zero-padded to the
-// next supported one (40, 64, 80, 160; exact: padded lanes add zeros); above 160 is an error.
+// lookups and the token table stay fp32. Both towers' attention runs the 16-bit tensor-core
+// kernels: the text model's causal twin forward and backward (the backward rounds q, k, v, out
+// and dout to 16 bits, as the forward saw them), the vision tower's plain one. Head dims the
+// fused kernels lack (tiny models) are zero-padded to the next supported one (40, 64, 80, 160;
+// exact: padded lanes add zeros); above 160 is an error. "bf16" is the process's 16-bit format
+// (fp16 after cd_cuda_set_fp16, kernels/kernels_cuda.h).
 //
 // The text model does what cd_clip_text_forward does: token + position embedding, every layer of
 // cfg.layers (SD v2's penultimate-layer choice is already in its config), final_layer_norm;

@@ -408,7 +408,8 @@ static uint16_t *round_bf16(float *x, int64_t n) {
     return b;
 }
 
-static void attention_bf16_case(int B, int H, int Nq, int Nk, int D, int detach) {
+// causal = 1: the causal twins (Nq == Nk) against cd_attention_causal_fwd/_bwd.
+static void attention_bf16_case_c(int B, int H, int Nq, int Nk, int D, int detach, int causal) {
     int HD = H * D;
     int64_t nq = (int64_t)B * Nq * HD, nk = (int64_t)B * Nk * HD, nl = (int64_t)B * H * Nq;
     float scale = 1.f / sqrtf((float)D);
@@ -416,20 +417,30 @@ static void attention_bf16_case(int B, int H, int Nq, int Nk, int D, int detach)
     uint16_t *qb = round_bf16(q, nq), *kb = round_bf16(k, nk), *vb = round_bf16(v, nk), *db = round_bf16(dout, nq);
     float *out = cd_malloc(4 * nq), *lse = cd_malloc(4 * nl), *dq = cd_malloc(4 * nq), *dk = cd_malloc(4 * nk),
           *dv = cd_malloc(4 * nk);
-    cd_attention_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale);
+    if (causal) cd_attention_causal_fwd(out, lse, q, k, v, B, H, Nq, D, scale);
+    else cd_attention_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale);
     uint16_t *ob = round_bf16(out, nq); // the CPU backward sees the same rounded out
-    cd_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach);
+    if (causal) cd_attention_causal_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, D, scale);
+    else cd_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach);
     uint16_t *gq = dbuf(qb, 2 * nq), *gk = dbuf(kb, 2 * nk), *gv = dbuf(vb, 2 * nk), *gdo = dbuf(db, 2 * nq);
     uint16_t *gob = dbuf(NULL, 2 * nq), *gcob = dbuf(ob, 2 * nq);
     float *go = dout_(nq), *gl = dout_(nl), *gof = dout_(nq), *gcl = din(lse, nl);
     float *gdq = dout_(nq), *gdk = dout_(nk), *gdv = dout_(nk);
-    cd_cuda_attention_fwd_bf16(go, 0, gl, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
-    cd_cuda_attention_fwd_bf16(gob, 1, NULL, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
+    if (causal) {
+        cd_cuda_attention_causal_fwd_bf16(go, 0, gl, gq, gk, gv, B, H, Nq, D, scale, NULL);
+        cd_cuda_attention_causal_fwd_bf16(gob, 1, NULL, gq, gk, gv, B, H, Nq, D, scale, NULL);
+    } else {
+        cd_cuda_attention_fwd_bf16(go, 0, gl, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
+        cd_cuda_attention_fwd_bf16(gob, 1, NULL, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
+    }
     cd_cuda_bf16_to_f32(gof, gob, nq, NULL);
-    cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, gdo, gq, gk, gv, gcob, gcl, B, H, Nq, Nk, D, scale, detach, NULL);
+    if (causal)
+        cd_cuda_attention_causal_bwd_bf16(gdq, gdk, gdv, gdo, gq, gk, gv, gcob, gcl, B, H, Nq, D, scale, NULL);
+    else
+        cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, gdo, gq, gk, gv, gcob, gcl, B, H, Nq, Nk, D, scale, detach, NULL);
     char nm[96], tag[64];
-    snprintf(tag, sizeof tag, "attn %s B%d H%d %dx%d D%d%s", g_fp16 ? "fp16" : "bf16", B, H, Nq, Nk, D,
-             detach ? " det" : "");
+    snprintf(tag, sizeof tag, "attn%s %s B%d H%d %dx%d D%d%s", causal ? " causal" : "", g_fp16 ? "fp16" : "bf16", B,
+             H, Nq, Nk, D, detach ? " det" : "");
     snprintf(nm, sizeof nm, "%s out", tag); cmp(nm, go, out, nq, TOL16);
     snprintf(nm, sizeof nm, "%s lse", tag); cmp(nm, gl, lse, nl, TOL16);
     snprintf(nm, sizeof nm, "%s out(16-bit)", tag); cmp(nm, gof, out, nq, TOL16);
@@ -439,6 +450,9 @@ static void attention_bf16_case(int B, int H, int Nq, int Nk, int D, int detach)
     free(q); free(k); free(v); free(dout); free(qb); free(kb); free(vb); free(db); free(ob);
     free(out); free(lse); free(dq); free(dk); free(dv);
     free_all();
+}
+static void attention_bf16_case(int B, int H, int Nq, int Nk, int D, int detach) {
+    attention_bf16_case_c(B, H, Nq, Nk, D, detach, 0);
 }
 
 TEST(cuda_attention_bf16) {
@@ -458,6 +472,19 @@ static void attention16_small_cases(void) {
 }
 TEST(cuda_attention_bf16_small) { attention16_small_cases(); }
 TEST(cuda_attention_fp16_small) { set_fp16(1); attention16_small_cases(); set_fp16(0); }
+
+// The causal 16-bit twins (CLIP's text model): CLIP-L/OpenCLIP text shape, then small odd N
+// across one and several 64-query tiles for every head dim (160: the widened fp32 backward).
+static void attention16_causal_cases(void) {
+    attention_bf16_case_c(2, 12, 77, 77, 64, 0, 1);
+    attention_bf16_case_c(1, 2, 37, 37, 64, 0, 1);
+    attention_bf16_case_c(1, 3, 131, 131, 40, 0, 1);
+    attention_bf16_case_c(1, 2, 67, 67, 80, 0, 1);
+    attention_bf16_case_c(1, 2, 45, 45, 160, 0, 1);
+    attention_bf16_case_c(1, 1, 1, 1, 64, 0, 1);
+}
+TEST(cuda_attention_causal_bf16) { attention16_causal_cases(); }
+TEST(cuda_attention_causal_fp16) { set_fp16(1); attention16_causal_cases(); set_fp16(0); }
 
 // fp16 twins of cuda_attention_bf16 at the UNet's shapes (less the 4096x4096 self-attention,
 // whose CPU reference is the slowest: head dim 40 is covered by the 4096x77 case).
@@ -811,7 +838,7 @@ TEST(cuda_optim) {
     X(cuda_attention_cross) X(cuda_attention_vs_naive) X(cuda_attention_bf16) X(cuda_activations)    \
     X(cuda_geglu) X(cuda_arith) X(cuda_layout) X(cuda_embeddings) X(cuda_optim) X(cuda_bf16_forward)   \
     X(cuda_gemm_fp16) X(cuda_conv_fp16) X(cuda_conv_fp16_bwd_data) X(cuda_attention_fp16_small)         \
-    X(cuda_attention_fp16) X(cuda_fp16_forward)
+    X(cuda_attention_fp16) X(cuda_fp16_forward) X(cuda_attention_causal_bf16) X(cuda_attention_causal_fp16)
 
 #define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
 #ifdef CD_CUDA

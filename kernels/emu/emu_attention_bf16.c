@@ -6,6 +6,8 @@
 // backward rounds P and dS = P (dP - delta) to 16 bits before dV = P^T dO, dK = dS^T Q, dQ = dS K
 // (fp32 accumulation; head dim 160 widens and runs the fp32 backward, as the .cu does). 16 bits:
 // bf16, or fp16 in fp16 mode (emu_bfround / emu_widen follow cd_cuda_set_fp16).
+// The causal twins (Nq == Nk) are the same loops with keys j > query i left out, as the kernels
+// give them P = 0 and skip the key tiles past a query block (cd_attention_causal_fwd/_bwd's math).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,8 +17,9 @@
 #define LN2 0.6931471805599453f
 
 // out [B,Nq,H*D] (fp32), lse [B,H,Nq] (may be NULL) from widened q, k, v: k_flash_fwd_bf16.
+// causal: query i sees keys j <= i only.
 static void flash_fwd_bf16(float *out, float *lse, const float *q, const float *k, const float *v, int B, int H,
-                           int Nq, int Nk, int D, float scale) {
+                           int Nq, int Nk, int D, float scale, int causal) {
     const int HD = H * D;
     const float sl = scale * LOG2E;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -25,8 +28,9 @@ static void flash_fwd_bf16(float *out, float *lse, const float *q, const float *
             int b = bh / H, h = bh % H;
             const float *qi = q + ((int64_t)b * Nq + i) * HD + h * D;
             float o[160] = {0}, s[64], m = -1e30f, l = 0.f;
-            for (int k0 = 0; k0 < Nk; k0 += 64) {
-                int jn = Nk - k0 < 64 ? Nk - k0 : 64;
+            const int kn = causal && i + 1 < Nk ? i + 1 : Nk;   // keys the query sees
+            for (int k0 = 0; k0 < kn; k0 += 64) {
+                int jn = kn - k0 < 64 ? kn - k0 : 64;
                 float mx = -INFINITY;
                 for (int j = 0; j < jn; j++) {
                     const float *kj = k + ((int64_t)b * Nk + k0 + j) * HD + h * D;
@@ -54,9 +58,10 @@ static void flash_fwd_bf16(float *out, float *lse, const float *q, const float *
 }
 
 // dq (overwritten) [B,Nq,H*D], dk, dv [B,Nk,H*D] from widened inputs: k_flash_bwd_bf16.
+// causal: pairs (query i, key j > i) contribute nothing.
 static void flash_bwd_bf16(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, int B, int H, int Nq, int Nk, int D,
-                           float scale, int detach_k0) {
+                           float scale, int detach_k0, int causal) {
     const int HD = H * D;
     const float sl = scale * LOG2E;
     memset(dq, 0, F4((int64_t)B * Nq * HD));
@@ -70,7 +75,8 @@ static void flash_bwd_bf16(float *dq, float *dk, float *dv, const float *dout, c
             const float *oi = out + ((int64_t)b * Nq + i) * HD + h * D;
             float delta = 0.f, li = lse[(int64_t)bh * Nq + i] * LOG2E, *dqi = dq + ((int64_t)b * Nq + i) * HD + h * D;
             for (int c = 0; c < D; c++) delta += di[c] * oi[c];
-            for (int j = 0; j < Nk; j++) {
+            const int kn = causal && i + 1 < Nk ? i + 1 : Nk;
+            for (int j = 0; j < kn; j++) {
                 const float *kj = k + ((int64_t)b * Nk + j) * HD + h * D, *vj = v + ((int64_t)b * Nk + j) * HD + h * D;
                 float sdot = 0.f, dp = 0.f;
                 for (int c = 0; c < D; c++) { sdot += kj[c] * qi[c]; dp += vj[c] * di[c]; }
@@ -95,9 +101,8 @@ static int aligned16(const void *a, const void *b, const void *c, const void *d)
     return (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d) & 15) == 0;
 }
 
-void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
-                                const uint16_t *v, int B, int H, int Nq, int Nk, int D, float scale, void *stream) {
-    const char *op = "cd_cuda_attention_fwd_bf16";
+static void fwd_bf16(const char *op, void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
+                     const uint16_t *v, int B, int H, int Nq, int Nk, int D, float scale, int causal, void *stream) {
     if (B <= 0 || H <= 0 || Nq <= 0) return;
     if (EMU_REQUIRE(D == 40 || D == 64 || D == 80 || D == 160, "attention bf16: head dim must be 40, 64, 80 or 160") ||
         EMU_REQUIRE(Nk > 0, "attention bf16: Nk must be > 0") ||
@@ -108,7 +113,7 @@ void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint1
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     float *qf = emu_widen(q, nq), *kf = emu_widen(k, nk), *vf = emu_widen(v, nk);
     float *o = out_bf16 ? emu_tmp(nq) : out;
-    flash_fwd_bf16(o, lse, qf, kf, vf, B, H, Nq, Nk, D, scale);
+    flash_fwd_bf16(o, lse, qf, kf, vf, B, H, Nq, Nk, D, scale, causal);
     if (out_bf16) {
         emu_narrow(out, o, nq);
         free(o);
@@ -118,10 +123,20 @@ void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint1
     free(vf);
 }
 
+void cd_cuda_attention_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
+                                const uint16_t *v, int B, int H, int Nq, int Nk, int D, float scale, void *stream) {
+    fwd_bf16("cd_cuda_attention_fwd_bf16", out, out_bf16, lse, q, k, v, B, H, Nq, Nk, D, scale, 0, stream);
+}
+
+void cd_cuda_attention_causal_fwd_bf16(void *out, int out_bf16, float *lse, const uint16_t *q, const uint16_t *k,
+                                       const uint16_t *v, int B, int H, int N, int D, float scale, void *stream) {
+    fwd_bf16("cd_cuda_attention_causal_fwd_bf16", out, out_bf16, lse, q, k, v, B, H, N, N, D, scale, 1, stream);
+}
+
 // D = 160: the .cu widens into a device buffer (kept per stream) and runs the fp32 fused backward.
 static void bwd_via_fp32(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q, const uint16_t *k,
                          const uint16_t *v, const uint16_t *out, const float *lse, int B, int H, int Nq, int Nk, int D,
-                         float scale, int detach_k0, void *stream) {
+                         float scale, int detach_k0, int causal, void *stream) {
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
     float *buf = cd_cuda_malloc(sizeof(float) * (3 * nq + 2 * nk));
     if (!buf) return;
@@ -131,21 +146,21 @@ static void bwd_via_fp32(float *dq, float *dk, float *dv, const uint16_t *dout, 
     cd_cuda_bf16_to_f32(fo, out, nq, stream);
     cd_cuda_bf16_to_f32(fk, k, nk, stream);
     cd_cuda_bf16_to_f32(fv, v, nk, stream);
-    cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
+    if (causal) cd_cuda_attention_causal_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, D, scale, stream);
+    else cd_cuda_attention_bwd(dq, dk, dv, fd, fq, fk, fv, fo, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
     cd_cuda_free(buf);   // (the .cu keeps one buffer per stream; no synchronisation either way)
 }
 
-void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
-                                const uint16_t *k, const uint16_t *v, const uint16_t *out, const float *lse, int B,
-                                int H, int Nq, int Nk, int D, float scale, int detach_k0, void *stream) {
-    const char *op = "cd_cuda_attention_bwd_bf16";
+static void bwd_bf16(const char *op, float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
+                     const uint16_t *k, const uint16_t *v, const uint16_t *out, const float *lse, int B, int H, int Nq,
+                     int Nk, int D, float scale, int detach_k0, int causal, void *stream) {
     if (B <= 0 || H <= 0 || Nq <= 0) return;
     if (EMU_REQUIRE(D == 40 || D == 64 || D == 80 || D == 160, "attention bf16: head dim must be 40, 64, 80 or 160") ||
         EMU_REQUIRE(Nk > 0 && lse != NULL, "attention bf16 backward: needs Nk > 0 and the forward's lse") ||
         EMU_REQUIRE(aligned16(q, k, v, dout), "attention bf16: q, k, v, dout must be 16-byte aligned"))
         return;
     if (D == 160) {
-        bwd_via_fp32(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach_k0, stream);
+        bwd_via_fp32(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach_k0, causal, stream);
         return;
     }
     if (!emu_scratch_use(stream, sizeof(float) * (size_t)B * H * Nq)) return;
@@ -156,10 +171,24 @@ void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t 
     EMU_XLATE(out), EMU_XLATE(lse), EMU_XLATE(q), EMU_XLATE(k), EMU_XLATE(v);
     float *df = emu_widen(dout, nq), *qf = emu_widen(q, nq), *kf = emu_widen(k, nk), *vf = emu_widen(v, nk);
     float *of = emu_widen(out, nq);
-    flash_bwd_bf16(dq, dk, dv, df, qf, kf, vf, of, lse, B, H, Nq, Nk, D, scale, detach_k0);
+    flash_bwd_bf16(dq, dk, dv, df, qf, kf, vf, of, lse, B, H, Nq, Nk, D, scale, detach_k0, causal);
     free(df);
     free(qf);
     free(kf);
     free(vf);
     free(of);
+}
+
+void cd_cuda_attention_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
+                                const uint16_t *k, const uint16_t *v, const uint16_t *out, const float *lse, int B,
+                                int H, int Nq, int Nk, int D, float scale, int detach_k0, void *stream) {
+    bwd_bf16("cd_cuda_attention_bwd_bf16", dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach_k0, 0,
+             stream);
+}
+
+void cd_cuda_attention_causal_bwd_bf16(float *dq, float *dk, float *dv, const uint16_t *dout, const uint16_t *q,
+                                       const uint16_t *k, const uint16_t *v, const uint16_t *out, const float *lse,
+                                       int B, int H, int N, int D, float scale, void *stream) {
+    bwd_bf16("cd_cuda_attention_causal_bwd_bf16", dq, dk, dv, dout, q, k, v, out, lse, B, H, N, N, D, scale, 0, 1,
+             stream);
 }
