@@ -24,7 +24,7 @@ ifeq ($(origin CUDA), undefined)
 endif
 CUDA_HOME ?= /usr/local/cuda
 NVCCFLAGS ?= -O3 -std=c++17 -I. -lineinfo --expt-relaxed-constexpr \
-             -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
+             -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=compute_80
 ifeq ($(CUDA),1)
   CFLAGS += -DCD_CUDA=1 -I$(CUDA_HOME)/include
   ifneq ($(wildcard $(CUDA_HOME)/include/cudnn.h),)
@@ -87,7 +87,7 @@ build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) emu print-target
 emu: $(EMU_BINS) $(EMU_TESTS)
 
 print-target:
-	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 + compute_90 PTX) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
+	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 code + compute_80 PTX: Hopper natively, Ampere and newer by JIT) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
 
 deps:
 	@./tools/deps.sh

@@ -3,7 +3,7 @@
 # driver but neither the Debian -dev packages this project links (cJSON, utf8proc, LMDB, curl,
 # TurboJPEG, PNG, WebP, GIF, microhttpd, FAISS, OpenBLAS) nor a network, nor ../shared/golden.
 # Run HERE (a developer machine, no GPU needed). It
-#   1. builds with `make CUDA=1` (sm_90 + compute_90 PTX) into $BUILD (default build-bundle):
+#   1. builds with `make CUDA=1` (sm_90 + compute_80 PTX) into $BUILD (default build-bundle):
 #      every tests/test_*_cuda, customdiff-{verify,train,sample,preprocess},
 #      bench_{train,unet}_cuda;
 #   2. copies them, debug info stripped, with the shared libraries they load that are not part

@@ -99,7 +99,7 @@ if [ -z "$CUDNN_LIB" ]; then # the PyTorch wheel's cuDNN (nvidia-cudnn-cu13), if
     export LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}" # cuDNN dlopens its sub-libraries
   fi
 fi
-NVFLAGS="-O3 -std=c++17 -I. -lineinfo --expt-relaxed-constexpr -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90 $CUDNN_INC"
+NVFLAGS="-O3 -std=c++17 -I. -lineinfo --expt-relaxed-constexpr -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=compute_80 $CUDNN_INC"
 [ -z "$CUDNN_LIB" ] && NVFLAGS="$NVFLAGS -DCD_NO_CUDNN" && echo "cuDNN: not found (conv twins will report 'built without cuDNN')"
 [ -n "$CUDNN_LIB" ] && echo "cuDNN: $CUDNN_LIB"
 ARCH="-march=x86-64-v2"; have_lib "$ARCH" || ARCH="" # gcc < 11 lacks the level names

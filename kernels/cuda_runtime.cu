@@ -46,6 +46,18 @@ extern "C" int cd_cuda_available(char *why, size_t why_cap) {
         cudaGetLastError(); // clear
         return 0;
     }
+    // The build holds sm_90 code and compute_80 PTX (Makefile NVCCFLAGS): bf16 / fp16 tensor
+    // cores need compute capability 8.0 (Ampere) or newer; an older GPU would fail every launch.
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major < 8) {
+        if (why && why_cap)
+            snprintf(why, why_cap, "the GPU has compute capability %d.%d; customdiff's kernels need 8.0 or newer "
+                     "(Ampere, Ada, Hopper, Blackwell)", major, minor);
+        return 0;
+    }
+    cudaGetLastError(); // clear
     return 1;
 }
 

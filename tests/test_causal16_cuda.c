@@ -14,39 +14,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tests/testlib.h"
-#include "core/half.h"
+#include "tests/cuda_testlib.h"
 #ifdef CD_CUDA
-#include "kernels/kernels_cuda.h"
-
 #define TOLBF 1e-2
 #define TOLH 2e-3
-static int g_fp16;
-#define TOL16 (g_fp16 ? TOLH : TOLBF)
-
-static void *up(const void *h, size_t bytes) {
-    void *d = cd_cuda_malloc(bytes);
-    if (d && cd_cuda_memcpy_h2d(d, h, bytes, NULL)) { cd_cuda_free(d); return NULL; }
-    return d;
-}
-// Device bytes back after a full synchronisation; 0, or -1 on a CUDA error or a failed op.
-static int down(void *h, const void *d, size_t bytes) {
-    if (cd_cuda_sync(NULL) || cd_cuda_memcpy_d2h(h, d, bytes, NULL)) return -1;
-    return cd_cuda_status();
-}
-static uint16_t to16(float x) { return g_fp16 ? cd_f32_to_f16(x) : cd_f32_to_bf16(x); }
-static float from16(uint16_t b) { return g_fp16 ? cd_f16_to_f32(b) : cd_bf16_to_f32(b); }
-// Random [-amp, amp) values rounded in place to the 16-bit format; *bits gets their 16-bit patterns.
-static float *hrand16(int64_t n, float amp, uint32_t seed, uint16_t **bits) {
-    float *x = cd_malloc(sizeof(float) * n);
-    *bits = cd_malloc(2 * n);
-    tl_rand(x, n, seed);
-    for (int64_t i = 0; i < n; i++) {
-        (*bits)[i] = to16(x[i] * amp);
-        x[i] = from16((*bits)[i]);
-    }
-    return x;
-}
+#define TOL16 (cd_cuda_get_fp16() ? TOLH : TOLBF)
+#define FMT16 (cd_cuda_get_fp16() ? "fp16" : "bf16")
 
 // One shape: the causal 16-bit ops vs the fp32 causal twins on the same rounded inputs.
 // Returns the worst relerr (INFINITY on a CUDA failure); prints each tensor's error.
@@ -55,10 +28,10 @@ static double match_case(int B, int H, int N, int D, uint32_t seed) {
     int64_t n = (int64_t)B * N * H * D, nl = (int64_t)B * H * N;
     float scale = 1.f / sqrtf((float)D);
     uint16_t *hq, *hk, *hv, *hd;
-    float *q = hrand16(n, 2, seed, &hq), *k = hrand16(n, 2, seed + 1, &hk), *v = hrand16(n, 1, seed + 2, &hv);
-    float *dout = hrand16(n, 1, seed + 3, &hd);
-    inputs g = {up(hq, 2 * n), up(hk, 2 * n), up(hv, 2 * n), up(hd, 2 * n), up(q, 4 * n), up(k, 4 * n),
-                up(v, 4 * n), up(dout, 4 * n)};
+    float *q = ctl_hrand16(n, 2, seed, &hq), *k = ctl_hrand16(n, 2, seed + 1, &hk);
+    float *v = ctl_hrand16(n, 1, seed + 2, &hv), *dout = ctl_hrand16(n, 1, seed + 3, &hd);
+    inputs g = {ctl_up(hq, 2 * n), ctl_up(hk, 2 * n), ctl_up(hv, 2 * n), ctl_up(hd, 2 * n),
+                ctl_up(q, 4 * n), ctl_up(k, 4 * n), ctl_up(v, 4 * n), ctl_up(dout, 4 * n)};
     float *o16f = cd_cuda_malloc(4 * n), *l16 = cd_cuda_malloc(4 * nl), *o32 = cd_cuda_malloc(4 * n);
     float *l32 = cd_cuda_malloc(4 * nl), *ow = cd_cuda_malloc(4 * n), *d16 = cd_cuda_malloc(12 * n);
     float *d32 = cd_cuda_malloc(12 * n);
@@ -75,10 +48,10 @@ static double match_case(int B, int H, int N, int D, uint32_t seed) {
     cd_cuda_attention_causal_bwd(d32, d32 + n, d32 + 2 * n, g.fdo, g.fq, g.fk, g.fv, ow, l16, B, H, N, D, scale, NULL);
     float *h[8];
     for (int i = 0; i < 8; i++) h[i] = cd_malloc(4 * 3 * n);
-    if (down(h[0], o16f, 4 * n) || down(h[1], l16, 4 * nl) || down(h[2], o32, 4 * n) || down(h[3], l32, 4 * nl) ||
-        down(h[4], ow, 4 * n) || down(h[5], d16, 12 * n) || down(h[6], d32, 12 * n)) {
-        tl_fail(__FILE__, __LINE__, "causal %s attention B%d H%d N%d D%d: %s", g_fp16 ? "fp16" : "bf16", B, H, N, D,
-                cd_errmsg());
+    if (ctl_down(h[0], o16f, 4 * n) || ctl_down(h[1], l16, 4 * nl) || ctl_down(h[2], o32, 4 * n) ||
+        ctl_down(h[3], l32, 4 * nl) || ctl_down(h[4], ow, 4 * n) || ctl_down(h[5], d16, 12 * n) ||
+        ctl_down(h[6], d32, 12 * n)) {
+        tl_fail(__FILE__, __LINE__, "causal %s attention B%d H%d N%d D%d: %s", FMT16, B, H, N, D, cd_errmsg());
     } else {
         double e[6] = {tl_relerr(h[0], h[2], n), tl_relerr(h[1], h[3], nl), tl_relerr(h[4], h[2], n),
                        tl_relerr(h[5], h[6], n), tl_relerr(h[5] + n, h[6] + n, n),
@@ -86,7 +59,7 @@ static double match_case(int B, int H, int N, int D, uint32_t seed) {
         worst = 0;
         for (int i = 0; i < 6; i++) worst = e[i] > worst || isnan(e[i]) ? e[i] : worst;
         printf("  info: causal %s B%d H%d N%d D%d: out %.2e lse %.2e out16 %.2e dq %.2e dk %.2e dv %.2e (tol %.0e)\n",
-               g_fp16 ? "fp16" : "bf16", B, H, N, D, e[0], e[1], e[2], e[3], e[4], e[5], TOL16);
+               FMT16, B, H, N, D, e[0], e[1], e[2], e[3], e[4], e[5], TOL16);
     }
     for (int i = 0; i < 8; i++) free(h[i]);
 done:
@@ -102,17 +75,15 @@ static void match_cases(void) {
     static const int sh[][4] = {{2, 12, 77, 64}, {1, 2, 67, 40}, {1, 3, 131, 80}, {1, 2, 45, 160}};
     for (int i = 0; i < 4; i++) {
         double e = match_case(sh[i][0], sh[i][1], sh[i][2], sh[i][3], 100 + 10 * i);
-        CHECKF(e <= TOL16, "causal %s B%d H%d N%d D%d: relerr %.3e > %.0e", g_fp16 ? "fp16" : "bf16", sh[i][0], sh[i][1],
+        CHECKF(e <= TOL16, "causal %s B%d H%d N%d D%d: relerr %.3e > %.0e", FMT16, sh[i][0], sh[i][1],
                sh[i][2], sh[i][3], e, TOL16);
     }
 }
 TEST(causal16_bf16_matches_fp32) { match_cases(); }
 TEST(causal16_fp16_matches_fp32) {
     cd_cuda_set_fp16(1);
-    g_fp16 = 1;
     match_cases();
     cd_cuda_set_fp16(0);
-    g_fp16 = 0;
 }
 
 // Runs forward (out fp32, lse) and backward (dq) from host 16-bit q, k, v, dout [1,N,H*D].
@@ -120,7 +91,7 @@ static int run_fb(int H, int N, int D, const uint16_t *q, const uint16_t *k, con
                   float *out, float *lse, float *dq) {
     int64_t n = (int64_t)N * H * D;
     float scale = 1.f / sqrtf((float)D);
-    uint16_t *gq = up(q, 2 * n), *gk = up(k, 2 * n), *gv = up(v, 2 * n), *gd = up(dout, 2 * n);
+    uint16_t *gq = ctl_up(q, 2 * n), *gk = ctl_up(k, 2 * n), *gv = ctl_up(v, 2 * n), *gd = ctl_up(dout, 2 * n);
     uint16_t *o16 = cd_cuda_malloc(2 * n);
     float *go = cd_cuda_malloc(4 * n), *gl = cd_cuda_malloc(4 * (int64_t)H * N), *gg = cd_cuda_malloc(12 * n);
     int rc = -1;
@@ -128,7 +99,7 @@ static int run_fb(int H, int N, int D, const uint16_t *q, const uint16_t *k, con
         cd_cuda_attention_causal_fwd_bf16(go, 0, gl, gq, gk, gv, 1, H, N, D, scale, NULL);
         cd_cuda_attention_causal_fwd_bf16(o16, 1, NULL, gq, gk, gv, 1, H, N, D, scale, NULL);
         cd_cuda_attention_causal_bwd_bf16(gg, gg + n, gg + 2 * n, gd, gq, gk, gv, o16, gl, 1, H, N, D, scale, NULL);
-        rc = down(out, go, 4 * n) || down(lse, gl, 4 * (int64_t)H * N) || down(dq, gg, 4 * n) ? -1 : 0;
+        rc = ctl_down(out, go, 4 * n) || ctl_down(lse, gl, 4 * (int64_t)H * N) || ctl_down(dq, gg, 4 * n) ? -1 : 0;
     }
     cd_cuda_free(gq); cd_cuda_free(gk); cd_cuda_free(gv); cd_cuda_free(gd); cd_cuda_free(o16);
     cd_cuda_free(go); cd_cuda_free(gl); cd_cuda_free(gg);
@@ -147,8 +118,8 @@ TEST(causal16_later_keys_no_influence) {
     const int H = 2, N = 77, D = 64, HD = H * D, j0 = 70;   // j0 past the first 64-query tile
     int64_t n = (int64_t)N * HD;
     uint16_t *q, *k, *v, *dout, *k2 = cd_malloc(2 * n), *v2 = cd_malloc(2 * n), *nk, *nv;
-    float *fq = hrand16(n, 2, 7, &q), *fk = hrand16(n, 2, 8, &k), *fv = hrand16(n, 1, 9, &v);
-    float *fd = hrand16(n, 1, 10, &dout), *fk2 = hrand16(n, 2, 11, &nk), *fv2 = hrand16(n, 1, 12, &nv);
+    float *fq = ctl_hrand16(n, 2, 7, &q), *fk = ctl_hrand16(n, 2, 8, &k), *fv = ctl_hrand16(n, 1, 9, &v);
+    float *fd = ctl_hrand16(n, 1, 10, &dout), *fk2 = ctl_hrand16(n, 2, 11, &nk), *fv2 = ctl_hrand16(n, 1, 12, &nv);
     memcpy(k2, k, 2 * n);
     memcpy(v2, v, 2 * n);
     for (int c = 0; c < HD; c++) {   // key j0 (every head) gets new k and v
@@ -191,20 +162,10 @@ TEST(causal16_refusals) {
 }
 #endif
 
+#define ALL_TESTS(X) X(causal16_bf16_matches_fp32) X(causal16_fp16_matches_fp32) \
+    X(causal16_later_keys_no_influence) X(causal16_refusals)
+
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        RUN(causal16_bf16_matches_fp32);
-        RUN(causal16_fp16_matches_fp32);
-        RUN(causal16_later_keys_no_influence);
-        RUN(causal16_refusals);
-        cd_cuda_set_fp16(0);
-        return tl_done();
-    }
-#endif
-    static const char *names[] = {"causal16_bf16_matches_fp32", "causal16_fp16_matches_fp32",
-                                  "causal16_later_keys_no_influence", "causal16_refusals"};
-    for (int i = 0; i < 4; i++) printf("SKIP %s: %s\n", names[i], why);
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    return ctl_run_all(tests, CTL_COUNT(tests), 0) ? tl_done() : 0;
 }

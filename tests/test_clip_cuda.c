@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "model/clip.h"
 #include "model/clip_tiny.h"
 #include "model/clip_cuda.h"
@@ -40,11 +40,6 @@
 static float *dnan(int64_t n) {
     float *p = cd_cuda_malloc((size_t)n * sizeof(float));
     if (p && cd_cuda_memset(p, 0xFF, (size_t)n * sizeof(float), NULL)) { cd_cuda_free(p); p = NULL; }
-    return p;
-}
-static float *dput(const float *h, int64_t n) {
-    float *p = cd_cuda_malloc((size_t)n * sizeof(float));
-    if (p && cd_cuda_memcpy_h2d(p, h, (size_t)n * sizeof(float), NULL)) { cd_cuda_free(p); p = NULL; }
     return p;
 }
 // Host copy (malloc) of n device floats; NaN-filled when the copy fails.
@@ -72,9 +67,9 @@ static double text_err(cd_clip_text_cuda *g, const int32_t *ids, int B, int L, i
 // backward_rows of dout for rows (d_rowgrad prefilled with 1) vs 1 + ref; rel err of the gradient.
 static double rows_err(cd_clip_text_cuda *g, const float *dout, int64_t n, int nrows, const int32_t *rows,
                        const float *ref, int C) {
-    float *one = malloc(sizeof(float) * nrows * C), *dd = dput(dout, n);
+    float *one = malloc(sizeof(float) * nrows * C), *dd = ctl_upf(dout, n);
     for (int i = 0; i < nrows * C; i++) one[i] = 1.f;
-    float *dr = dput(one, (int64_t)nrows * C);
+    float *dr = ctl_upf(one, (int64_t)nrows * C);
     double e = 1e9;
     if (dd && dr && !cd_clip_text_cuda_backward_rows(g, dd, nrows, rows, dr)) {
         float *h = dget(dr, (int64_t)nrows * C);
@@ -365,7 +360,7 @@ static void golden_vae_encode(const char *set, int full) {
     float *cm = malloc(c.nm * 8), *cl = malloc(c.nm * 8), *gm = malloc(c.nm * 8), *gl = malloc(c.nm * 8);
     float *img2 = malloc(c.ni * 8);
     for (int64_t i = 0; i < c.ni; i++) { img2[i] = c.img[i]; img2[c.ni + i] = -c.img[i]; }
-    float *dp = dput(c.img, c.ni), *dm = dnan(c.nm), *dl = dnan(c.nm), *dz = dput(c.lat, c.nz), *di = dnan(c.nd);
+    float *dp = ctl_upf(c.img, c.ni), *dm = dnan(c.nm), *dl = dnan(c.nm), *dz = ctl_upf(c.lat, c.nz), *di = dnan(c.nd);
     double e[7] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9};
     ok = c.B == 1 && !cd_vae_encode(p.vae, cm, cl, img2, 2, c.H, c.W) &&
          !cd_vae_cuda_new(&v, cd_vae_cfg(p.vae), &p.vae_w, NULL) && cd_vae_cuda_has_encoder(v) && dp && di;
@@ -420,21 +415,10 @@ TEST(vae_cuda_encode_golden_tiny_sd2) { golden_vae_encode("tiny-sd2", 0); }
 
 #define ALL_TESTS(X) X(clip_text_cuda_random_d8_quick_gelu) X(clip_text_cuda_random_d64_gelu) \
     X(clip_text_cuda_rows_roundtrip) X(clip_vision_cuda_random_d64) GOLDEN_TESTS(X)
-#define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
-#define RUN_ONE(t) RUN(t);
 
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        char dev[256] = "?";
-        cd_cuda_device_name(dev, sizeof dev);
-        printf("  info: device %s\n", dev);
-        ALL_TESTS(RUN_ONE)
-        if (GOLDEN_NAMES[0]) printf("SKIP golden cases (%s): minimal build without cJSON\n", GOLDEN_NAMES);
-        return tl_done();
-    }
-#endif
-    ALL_TESTS(SKIP_ONE)
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    if (!ctl_run_all(tests, CTL_COUNT(tests), 1)) return 0;
+    if (GOLDEN_NAMES[0]) printf("SKIP golden cases (%s): minimal build without cJSON\n", GOLDEN_NAMES);
+    return tl_done();
 }

@@ -10,24 +10,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "kernels/kernels.h"
 #include "core/half.h"
 #ifdef CD_CUDA
-#include "kernels/kernels_cuda.h"
-
-// A device copy of `bytes` host bytes (NULL on failure).
-static void *up(const void *h, size_t bytes) {
-    void *d = cd_cuda_malloc(bytes);
-    if (d && cd_cuda_memcpy_h2d(d, h, bytes, NULL)) { cd_cuda_free(d); return NULL; }
-    return d;
-}
-// Copies `bytes` device bytes back after a full synchronisation; 0, or -1 on a CUDA error or a
-// failed op (the sticky flag).
-static int down(void *h, const void *d, size_t bytes) {
-    if (cd_cuda_sync(NULL) || cd_cuda_memcpy_d2h(h, d, bytes, NULL)) return -1;
-    return cd_cuda_status();
-}
 static float bits2f(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
@@ -36,12 +22,6 @@ static float bits2f(uint32_t u) {
 // fp16 rounding on the host (for the CPU references; core/half.h is checked by the bit patterns).
 static void round16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = cd_f16_to_f32(cd_f32_to_f16(x[i]));
-}
-static float *hrand(int64_t n, float amp, uint32_t seed) {
-    float *x = cd_malloc(sizeof(float) * (n ? n : 1));
-    tl_rand(x, n, seed);
-    for (int64_t i = 0; i < n; i++) x[i] *= amp;
-    return x;
 }
 
 TEST(fp16_mode_roundtrip) {
@@ -83,11 +63,11 @@ static int convert(uint16_t *got) {
     for (int i = 0; i < NV; i++) x[i] = k_vals[i].x;
     x[NV] = bits2f(0x7f800000u);
     x[NV + 1] = bits2f(0x7fc00000u);
-    float *dx = up(x, sizeof x);
+    float *dx = ctl_up(x, sizeof x);
     uint16_t *dy = cd_cuda_malloc(sizeof(uint16_t) * (NV + 2));
     int rc = dx && dy ? 0 : -1;
     if (!rc) cd_cuda_f32_to_bf16(dy, dx, NV + 2, NULL);
-    if (!rc) rc = down(got, dy, sizeof(uint16_t) * (NV + 2));
+    if (!rc) rc = ctl_down(got, dy, sizeof(uint16_t) * (NV + 2));
     cd_cuda_free(dx);
     cd_cuda_free(dy);
     return rc;
@@ -117,15 +97,15 @@ TEST(fp16_widen_bits) {
     static const uint16_t in[] = {0x3C00, 0x7BFF, 0x0001, 0x3555, 0xFC00, 0x03FF, 0xFFFF, 0x7C01};
     const float want[] = {1.f, 65504.f, ldexpf(1.f, -24), (1.f + 341.f / 1024.f) / 4.f, -INFINITY,
                           ldexpf(1023.f, -24)};
-    uint16_t *d = up(in, sizeof in);
+    uint16_t *d = ctl_up(in, sizeof in);
     float *y = cd_cuda_malloc(sizeof(float) * 8), got[8], got_bf[8];
     CHECK(d && y);
     cd_cuda_set_fp16(1);
     cd_cuda_bf16_to_f32(y, d, 8, NULL);
-    int rc = down(got, y, sizeof got);
+    int rc = ctl_down(got, y, sizeof got);
     cd_cuda_set_fp16(0);
     cd_cuda_bf16_to_f32(y, d, 8, NULL);
-    int rc2 = down(got_bf, y, sizeof got_bf);
+    int rc2 = ctl_down(got_bf, y, sizeof got_bf);
     cd_cuda_free(d);
     cd_cuda_free(y);
     CHECKF(rc == 0 && rc2 == 0, "widening failed: %s", cd_errmsg());
@@ -139,7 +119,7 @@ TEST(fp16_widen_bits) {
 TEST(fp16_add_overflows) {
     // 40000 + 40000 = 80000 > 65504: inf in fp16; 1 + 2^-11 (a tie) -> 1 in fp16 (ties to even)
     const float xa[3] = {40000.f, 1.f, -40000.f}, xb[3] = {40000.f, ldexpf(1.f, -11), -40000.f};
-    float *da = up(xa, sizeof xa), *db = up(xb, sizeof xb), got[3];
+    float *da = ctl_up(xa, sizeof xa), *db = ctl_up(xb, sizeof xb), got[3];
     uint16_t *ha = cd_cuda_malloc(6), *hb = cd_cuda_malloc(6), *hy = cd_cuda_malloc(6);
     float *y = cd_cuda_malloc(sizeof got);
     CHECK(da && db && ha && hb && hy && y);
@@ -148,7 +128,7 @@ TEST(fp16_add_overflows) {
     cd_cuda_f32_to_bf16(hb, db, 3, NULL);   // 2^-11 is an fp16 normal: exact
     cd_cuda_add_bf16(hy, ha, hb, 3, NULL);
     cd_cuda_bf16_to_f32(y, hy, 3, NULL);
-    int rc = down(got, y, sizeof got);
+    int rc = ctl_down(got, y, sizeof got);
     cd_cuda_set_fp16(0);
     cd_cuda_free(da); cd_cuda_free(db); cd_cuda_free(ha); cd_cuda_free(hb); cd_cuda_free(hy); cd_cuda_free(y);
     CHECKF(rc == 0, "add failed: %s", cd_errmsg());
@@ -162,9 +142,10 @@ static double relerr(const float *a, const float *b, int64_t n) { return tl_rele
 
 TEST(fp16_gemm) {
     int M = 37, N = 29, K = 70;
-    float *A = hrand((int64_t)M * K, 4.f, 11), *B = hrand((int64_t)K * N, 3.f, 12);
+    float *A = ctl_hrand((int64_t)M * K, 4.f, 11), *B = ctl_hrand((int64_t)K * N, 3.f, 12);
     float *C = cd_malloc(sizeof(float) * M * N), *C16 = cd_malloc(sizeof(float) * M * N), *Cr = cd_malloc(sizeof(float) * M * N);
-    float *dA = up(A, sizeof(float) * M * K), *dB = up(B, sizeof(float) * K * N), *dC = cd_cuda_malloc(sizeof(float) * M * N);
+    float *dA = ctl_up(A, sizeof(float) * M * K), *dB = ctl_up(B, sizeof(float) * K * N);
+    float *dC = cd_cuda_malloc(sizeof(float) * M * N);
     uint16_t *hA = cd_cuda_malloc(2 * (size_t)M * K), *hB = cd_cuda_malloc(2 * (size_t)K * N);
     uint16_t *hC = cd_cuda_malloc(2 * (size_t)M * N);
     float *dC16 = cd_cuda_malloc(sizeof(float) * M * N);
@@ -175,7 +156,7 @@ TEST(fp16_gemm) {
     cd_cuda_gemm_bf16(0, 0, M, N, K, 1.f, hA, K, hB, N, 0.f, dC, N, 0, NULL);
     cd_cuda_gemm_bf16(0, 0, M, N, K, 1.f, hA, K, hB, N, 0.f, hC, N, 1, NULL);
     cd_cuda_bf16_to_f32(dC16, hC, (int64_t)M * N, NULL);
-    int rc = down(C, dC, sizeof(float) * M * N) || down(C16, dC16, sizeof(float) * M * N);
+    int rc = ctl_down(C, dC, sizeof(float) * M * N) || ctl_down(C16, dC16, sizeof(float) * M * N);
     cd_cuda_set_fp16(0);
     cd_cuda_free(dA); cd_cuda_free(dB); cd_cuda_free(dC); cd_cuda_free(hA); cd_cuda_free(hB); cd_cuda_free(hC);
     cd_cuda_free(dC16);
@@ -200,12 +181,13 @@ TEST(fp16_gemm) {
 TEST(fp16_norm_silu_attention) {
     int n = 64, c = 320, B = 1, H = 2, Nq = 70, Nk = 77, D = 40;
     int64_t nx = (int64_t)n * c, nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
-    float *x = hrand(nx, 3.f, 21), *g = hrand(c, 1.f, 22), *b = hrand(c, 1.f, 23);
-    float *q = hrand(nq, 2.f, 24), *k = hrand(nk, 2.f, 25), *v = hrand(nk, 1.f, 26);
+    float *x = ctl_hrand(nx, 3.f, 21), *g = ctl_hrand(c, 1.f, 22), *b = ctl_hrand(c, 1.f, 23);
+    float *q = ctl_hrand(nq, 2.f, 24), *k = ctl_hrand(nk, 2.f, 25), *v = ctl_hrand(nk, 1.f, 26);
     float *y = cd_malloc(4 * nx), *s = cd_malloc(4 * nx), *o = cd_malloc(4 * nq);
     float *gy = cd_malloc(4 * nx), *gs = cd_malloc(4 * nx), *go = cd_malloc(4 * nq);
-    float *dx = up(x, 4 * nx), *dg = up(g, 4 * c), *db = up(b, 4 * c), *dq = up(q, 4 * nq), *dk = up(k, 4 * nk);
-    float *dv = up(v, 4 * nk), *f = cd_cuda_malloc(4 * (nx > nq ? nx : nq)), *fo = cd_cuda_malloc(4 * nq);
+    float *dx = ctl_up(x, 4 * nx), *dg = ctl_up(g, 4 * c), *db = ctl_up(b, 4 * c), *dq = ctl_up(q, 4 * nq);
+    float *dk = ctl_up(k, 4 * nk), *dv = ctl_up(v, 4 * nk), *f = cd_cuda_malloc(4 * (nx > nq ? nx : nq));
+    float *fo = cd_cuda_malloc(4 * nq);
     uint16_t *hx = cd_cuda_malloc(2 * nx), *hy = cd_cuda_malloc(2 * nx), *hq = cd_cuda_malloc(2 * nq);
     uint16_t *hk = cd_cuda_malloc(2 * nk), *hv = cd_cuda_malloc(2 * nk);
     CHECK(dx && dg && db && dq && dk && dv && f && fo && hx && hy && hq && hk && hv);
@@ -213,15 +195,15 @@ TEST(fp16_norm_silu_attention) {
     cd_cuda_f32_to_bf16(hx, dx, nx, NULL);
     cd_cuda_layernorm_fwd_bf16(hy, NULL, NULL, hx, dg, db, n, c, 1e-5f, NULL);
     cd_cuda_bf16_to_f32(f, hy, nx, NULL);
-    int rc = down(gy, f, 4 * nx);
+    int rc = ctl_down(gy, f, 4 * nx);
     cd_cuda_silu_fwd_bf16(hy, hx, nx, NULL);
     cd_cuda_bf16_to_f32(f, hy, nx, NULL);
-    rc = rc || down(gs, f, 4 * nx);
+    rc = rc || ctl_down(gs, f, 4 * nx);
     cd_cuda_f32_to_bf16(hq, dq, nq, NULL);
     cd_cuda_f32_to_bf16(hk, dk, nk, NULL);
     cd_cuda_f32_to_bf16(hv, dv, nk, NULL);
     cd_cuda_attention_fwd_bf16(fo, 0, NULL, hq, hk, hv, B, H, Nq, Nk, D, 1.f / sqrtf((float)D), NULL);
-    rc = rc || down(go, fo, 4 * nq);
+    rc = rc || ctl_down(go, fo, 4 * nq);
     cd_cuda_set_fp16(0);
     cd_cuda_free(dx); cd_cuda_free(dg); cd_cuda_free(db); cd_cuda_free(dq); cd_cuda_free(dk); cd_cuda_free(dv);
     cd_cuda_free(f); cd_cuda_free(fo); cd_cuda_free(hx); cd_cuda_free(hy); cd_cuda_free(hq); cd_cuda_free(hk);
@@ -242,22 +224,10 @@ TEST(fp16_norm_silu_attention) {
 }
 #endif
 
+#define ALL_TESTS(X) X(fp16_mode_roundtrip) X(fp16_convert_bits) X(fp16_widen_bits) X(fp16_add_overflows) \
+    X(fp16_gemm) X(fp16_norm_silu_attention)
+
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        RUN(fp16_mode_roundtrip);
-        RUN(fp16_convert_bits);
-        RUN(fp16_widen_bits);
-        RUN(fp16_add_overflows);
-        RUN(fp16_gemm);
-        RUN(fp16_norm_silu_attention);
-        cd_cuda_set_fp16(0);
-        return tl_done();
-    }
-#endif
-    static const char *names[] = {"fp16_mode_roundtrip", "fp16_convert_bits", "fp16_widen_bits", "fp16_add_overflows",
-                                  "fp16_gemm", "fp16_norm_silu_attention"};
-    for (int i = 0; i < 6; i++) printf("SKIP %s: %s\n", names[i], why);
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    return ctl_run_all(tests, CTL_COUNT(tests), 0) ? tl_done() : 0;
 }

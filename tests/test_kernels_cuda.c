@@ -5,7 +5,7 @@
 // NaN never passes. The 16-bit checks run twice: in bf16 (the default format) and, as the
 // *_fp16 tests, in fp16 mode (cd_cuda_set_fp16(1), reset afterwards) on fp16-rounded inputs. Each compared tensor prints an "info:" line with its measured error.
 // Without a GPU (or built with CUDA=0) every test prints SKIP. Runs under `make test-cuda`.
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
 #include "core/half.h"
@@ -30,21 +30,16 @@
 static void *g_bufs[MAXBUF];
 static int g_nbuf;
 static uint32_t g_seed;
-// The 16-bit format the _bf16 checks run in (0 bf16, 1 fp16): round_bf16, the tolerance TOL16
-// and the names (T16) follow it. set_fp16 switches the process's mode with it.
-static int g_fp16;
-static void set_fp16(int on) {
-    cd_cuda_set_fp16(on);
-    g_fp16 = on;
-}
-#define TOL16 (g_fp16 ? TOLH : TOLBF)
-static uint16_t to16(float x) { return g_fp16 ? cd_f32_to_f16(x) : cd_f32_to_bf16(x); }
-static float from16(uint16_t b) { return g_fp16 ? cd_f16_to_f32(b) : cd_bf16_to_f32(b); }
+// The 16-bit format the _bf16 checks run in is the process's mode (cd_cuda_get_fp16: 0 bf16,
+// 1 fp16): the host rounding (ctl_round16, ctl_to16), the tolerance TOL16 and the names (T16)
+// follow it.
+#define FP16 cd_cuda_get_fp16()
+#define TOL16 (FP16 ? TOLH : TOLBF)
 // s with every "bf16" spelled "fp16" in fp16 mode (a static buffer: one use per call).
 static const char *T16(const char *s) {
     static char buf[160];
     snprintf(buf, sizeof buf, "%s", s);
-    for (char *p = strstr(buf, "bf16"); p && g_fp16; p = strstr(p + 4, "bf16")) memcpy(p, "fp16", 4);
+    for (char *p = strstr(buf, "bf16"); p && FP16; p = strstr(p + 4, "bf16")) memcpy(p, "fp16", 4);
     return buf;
 }
 
@@ -65,12 +60,8 @@ static void free_all(void) {
     g_nbuf = 0;
 }
 
-static float *hrand(int64_t n, float amp) {
-    float *x = cd_malloc(sizeof(float) * (n ? n : 1));
-    tl_rand(x, n, g_seed++);
-    for (int64_t i = 0; i < n; i++) x[i] *= amp;
-    return x;
-}
+// n random values in [-amp, amp), each call from the next seed.
+static float *hrand(int64_t n, float amp) { return ctl_hrand(n, amp, g_seed++); }
 static float *hcopy(const float *x, int64_t n) {
     float *y = cd_malloc(sizeof(float) * (n ? n : 1));
     memcpy(y, x, sizeof(float) * n);
@@ -137,7 +128,6 @@ TEST(cuda_gemm_tf32) {
     gemm_case(1, 0, 320, 768, 154, 0, 1.f, 1.f, 1);
 }
 
-static uint16_t *round_bf16(float *x, int64_t n);
 // A 16-bit GEMM (the current format) against the fp32 CPU GEMM on the same inputs rounded to the
 // format on the host (the GPU rounds the fp32 uploads itself); and the GPU's rounding itself
 // against core/half.h's.
@@ -145,8 +135,8 @@ static void gemm16_case(void) {
     int M = 4096, N = 640, K = 320;
     float *A = hrand((int64_t)M * K, 1), *B = hrand((int64_t)K * N, 1), *C = cd_malloc(sizeof(float) * M * N);
     float *Ar = hcopy(A, (int64_t)M * K), *Br = hcopy(B, (int64_t)K * N);
-    free(round_bf16(Ar, (int64_t)M * K));
-    free(round_bf16(Br, (int64_t)K * N));
+    free(ctl_round16(Ar, (int64_t)M * K));
+    free(ctl_round16(Br, (int64_t)K * N));
     cd_gemm(0, 0, M, N, K, 1.f, Ar, K, Br, N, 0.f, C, N);
     free(Ar); free(Br);
     float *dA = din(A, (int64_t)M * K), *dB = din(B, (int64_t)K * N), *dC = dout_((int64_t)M * N);
@@ -159,15 +149,15 @@ static void gemm16_case(void) {
     uint16_t *got = cd_malloc(2 * (size_t)M * K);
     if (fetch("f32_to_bf16", got, hA, 2 * (size_t)M * K) == 0) {
         int64_t bad = 0;
-        for (int64_t i = 0; i < (int64_t)M * K; i++) bad += got[i] != to16(A[i]);
-        CHECKF(bad == 0, "f32_to_bf16 (%s): %lld of %lld values differ from core/half.h", g_fp16 ? "fp16" : "bf16",
+        for (int64_t i = 0; i < (int64_t)M * K; i++) bad += got[i] != ctl_to16(A[i]);
+        CHECKF(bad == 0, "f32_to_bf16 (%s): %lld of %lld values differ from core/half.h", FP16 ? "fp16" : "bf16",
                (long long)bad, (long long)M * K);
     }
     free(got); free(A); free(B); free(C);
     free_all();
 }
 TEST(cuda_gemm_bf16) { gemm16_case(); }
-TEST(cuda_gemm_fp16) { set_fp16(1); gemm16_case(); set_fp16(0); }
+TEST(cuda_gemm_fp16) { cd_cuda_set_fp16(1); gemm16_case(); cd_cuda_set_fp16(0); }
 
 static void linear_case(int n, int in, int out, int bias) {
     float *x = hrand((int64_t)n * in, 1), *W = hrand((int64_t)out * in, 0.1f), *b = bias ? hrand(out, 1) : NULL;
@@ -301,8 +291,8 @@ static void conv16_case(void) {
     int n = 2, cin = 320, h = 32, w = 32, cout = 640;
     int64_t nx = (int64_t)n * cin * h * w, ny = (int64_t)n * cout * h * w, nw = (int64_t)cout * cin * 9;
     float *x = hrand(nx, 1), *W = hrand(nw, 0.1f), *b = hrand(cout, 1), *y = cd_malloc(4 * ny);
-    free(round_bf16(x, nx));   // the CPU sees the inputs the GPU converts to
-    free(round_bf16(W, nw));
+    free(ctl_round16(x, nx));   // the CPU sees the inputs the GPU converts to
+    free(ctl_round16(W, nw));
     cd_conv2d_fwd(y, x, W, b, n, cin, h, w, cout, 3, 1, 1);
     float *gx = din(x, nx), *gW = din(W, nw), *gb = din(b, cout), *gy = dout_(ny);
     uint16_t *bx = dbuf(NULL, 2 * nx), *bW = dbuf(NULL, 2 * nw), *by = dbuf(NULL, 2 * ny);
@@ -315,7 +305,7 @@ static void conv16_case(void) {
     free_all();
 }
 TEST(cuda_conv_bf16) { conv16_case(); }
-TEST(cuda_conv_fp16) { set_fp16(1); conv16_case(); set_fp16(0); }
+TEST(cuda_conv_fp16) { cd_cuda_set_fp16(1); conv16_case(); cd_cuda_set_fp16(0); }
 
 // bf16 backward data (the trainer's path through every UNet conv) against the CPU's dx on the
 // same bf16-rounded dy and W.
@@ -323,7 +313,7 @@ static void conv_bf16_bwd_data_case(int n, int cin, int h, int w, int cout, int 
     int ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
     int64_t nx = (int64_t)n * cin * h * w, ny = (int64_t)n * cout * ho * wo, nw = (int64_t)cout * cin * k * k;
     float *W = hrand(nw, 0.1f), *dy = hrand(ny, 1), *dx = cd_malloc(4 * nx);
-    uint16_t *Wb = round_bf16(W, nw), *dyb = round_bf16(dy, ny);
+    uint16_t *Wb = ctl_round16(W, nw), *dyb = ctl_round16(dy, ny);
     cd_conv2d_bwd(dx, NULL, NULL, dy, NULL, W, n, cin, h, w, cout, k, s, p);
     uint16_t *gW = dbuf(Wb, 2 * nw), *gdy = dbuf(dyb, 2 * ny), *gdx = dbuf(NULL, 2 * nx);
     float *gdxf = dout_(nx);
@@ -343,7 +333,7 @@ static void conv16_bwd_data_cases(void) {
     conv_bf16_bwd_data_case(2, 960, 16, 16, 640, 1, 1, 0);  // 1x1 shortcut
 }
 TEST(cuda_conv_bf16_bwd_data) { conv16_bwd_data_cases(); }
-TEST(cuda_conv_fp16_bwd_data) { set_fp16(1); conv16_bwd_data_cases(); set_fp16(0); }
+TEST(cuda_conv_fp16_bwd_data) { cd_cuda_set_fp16(1); conv16_bwd_data_cases(); cd_cuda_set_fp16(0); }
 
 // ---- attention -------------------------------------------------------------------------------
 // causal = 1: the CLIP text variant (Nq == Nk, key j <= query i).
@@ -401,12 +391,6 @@ TEST(cuda_attention_cross) {
 }
 
 // bf16 tensor-core forward and backward against the CPU on the same bf16-rounded inputs.
-// x rounded in place to the current 16-bit format (bf16 or fp16); returns the 16-bit bits.
-static uint16_t *round_bf16(float *x, int64_t n) {
-    uint16_t *b = cd_malloc(2 * (n ? n : 1));
-    for (int64_t i = 0; i < n; i++) { b[i] = to16(x[i]); x[i] = from16(b[i]); }
-    return b;
-}
 
 // causal = 1: the causal twins (Nq == Nk) against cd_attention_causal_fwd/_bwd.
 static void attention_bf16_case_c(int B, int H, int Nq, int Nk, int D, int detach, int causal) {
@@ -414,12 +398,13 @@ static void attention_bf16_case_c(int B, int H, int Nq, int Nk, int D, int detac
     int64_t nq = (int64_t)B * Nq * HD, nk = (int64_t)B * Nk * HD, nl = (int64_t)B * H * Nq;
     float scale = 1.f / sqrtf((float)D);
     float *q = hrand(nq, 2), *k = hrand(nk, 2), *v = hrand(nk, 1), *dout = hrand(nq, 1);
-    uint16_t *qb = round_bf16(q, nq), *kb = round_bf16(k, nk), *vb = round_bf16(v, nk), *db = round_bf16(dout, nq);
+    uint16_t *qb = ctl_round16(q, nq), *kb = ctl_round16(k, nk), *vb = ctl_round16(v, nk);
+    uint16_t *db = ctl_round16(dout, nq);
     float *out = cd_malloc(4 * nq), *lse = cd_malloc(4 * nl), *dq = cd_malloc(4 * nq), *dk = cd_malloc(4 * nk),
           *dv = cd_malloc(4 * nk);
     if (causal) cd_attention_causal_fwd(out, lse, q, k, v, B, H, Nq, D, scale);
     else cd_attention_fwd(out, lse, q, k, v, B, H, Nq, Nk, D, scale);
-    uint16_t *ob = round_bf16(out, nq); // the CPU backward sees the same rounded out
+    uint16_t *ob = ctl_round16(out, nq); // the CPU backward sees the same rounded out
     if (causal) cd_attention_causal_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, D, scale);
     else cd_attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, B, H, Nq, Nk, D, scale, detach);
     uint16_t *gq = dbuf(qb, 2 * nq), *gk = dbuf(kb, 2 * nk), *gv = dbuf(vb, 2 * nk), *gdo = dbuf(db, 2 * nq);
@@ -439,7 +424,7 @@ static void attention_bf16_case_c(int B, int H, int Nq, int Nk, int D, int detac
     else
         cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, gdo, gq, gk, gv, gcob, gcl, B, H, Nq, Nk, D, scale, detach, NULL);
     char nm[96], tag[64];
-    snprintf(tag, sizeof tag, "attn%s %s B%d H%d %dx%d D%d%s", causal ? " causal" : "", g_fp16 ? "fp16" : "bf16", B,
+    snprintf(tag, sizeof tag, "attn%s %s B%d H%d %dx%d D%d%s", causal ? " causal" : "", FP16 ? "fp16" : "bf16", B,
              H, Nq, Nk, D, detach ? " det" : "");
     snprintf(nm, sizeof nm, "%s out", tag); cmp(nm, go, out, nq, TOL16);
     snprintf(nm, sizeof nm, "%s lse", tag); cmp(nm, gl, lse, nl, TOL16);
@@ -471,7 +456,7 @@ static void attention16_small_cases(void) {
     attention_bf16_case(1, 1, 1, 1, 40, 0);
 }
 TEST(cuda_attention_bf16_small) { attention16_small_cases(); }
-TEST(cuda_attention_fp16_small) { set_fp16(1); attention16_small_cases(); set_fp16(0); }
+TEST(cuda_attention_fp16_small) { cd_cuda_set_fp16(1); attention16_small_cases(); cd_cuda_set_fp16(0); }
 
 // The causal 16-bit twins (CLIP's text model): CLIP-L/OpenCLIP text shape, then small odd N
 // across one and several 64-query tiles for every head dim (160: the widened fp32 backward).
@@ -484,17 +469,17 @@ static void attention16_causal_cases(void) {
     attention_bf16_case_c(1, 1, 1, 1, 64, 0, 1);
 }
 TEST(cuda_attention_causal_bf16) { attention16_causal_cases(); }
-TEST(cuda_attention_causal_fp16) { set_fp16(1); attention16_causal_cases(); set_fp16(0); }
+TEST(cuda_attention_causal_fp16) { cd_cuda_set_fp16(1); attention16_causal_cases(); cd_cuda_set_fp16(0); }
 
 // fp16 twins of cuda_attention_bf16 at the UNet's shapes (less the 4096x4096 self-attention,
 // whose CPU reference is the slowest: head dim 40 is covered by the 4096x77 case).
 TEST(cuda_attention_fp16) {
-    set_fp16(1);
+    cd_cuda_set_fp16(1);
     attention_bf16_case(2, 8, 4096, 77, 40, 1);
     attention_bf16_case(1, 5, 1024, 1024, 64, 0);
     attention_bf16_case(1, 4, 1024, 77, 80, 1);
     attention_bf16_case(2, 8, 256, 256, 160, 0);
-    set_fp16(0);
+    cd_cuda_set_fp16(0);
 }
 
 // Ragged tiles (Nq, Nk not multiples of 64) for every head dim: small enough for
@@ -715,7 +700,7 @@ static void forward16_cases(void) {
     int64_t nt = (int64_t)n * c * hw;
     float *x = hrand(nt, 3), *g = hrand(c, 1), *b = hrand(c, 1), *y = cd_malloc(4 * nt);
     float *m = cd_malloc(4 * n * 32), *r = cd_malloc(4 * n * 32);
-    uint16_t *xb = round_bf16(x, nt);
+    uint16_t *xb = ctl_round16(x, nt);
     cd_groupnorm_fwd(y, m, r, x, g, b, n, c, hw, 32, 1e-5f, 1);
     uint16_t *gx = dbf(xb, nt), *gy = dbuf(NULL, 2 * nt);
     float *gg = din(g, c), *gb = din(b, c), *gm = dout_(n * 32), *gr = dout_(n * 32);
@@ -737,14 +722,14 @@ static void forward16_cases(void) {
     // layernorm 8192 x 320 and bias+GEGLU 8192 x 2560 -> 1280
     int rows = 8192, lc = 320, gc = 1280;
     float *lx = hrand((int64_t)rows * lc, 2), *lg = hrand(lc, 1), *lb = hrand(lc, 1), *ly = cd_malloc(4 * rows * lc);
-    uint16_t *lxb = round_bf16(lx, (int64_t)rows * lc);
+    uint16_t *lxb = ctl_round16(lx, (int64_t)rows * lc);
     cd_layernorm_fwd(ly, NULL, NULL, lx, lg, lb, rows, lc, 1e-5f);
     uint16_t *glx = dbf(lxb, (int64_t)rows * lc), *gly = dbuf(NULL, 2 * (size_t)rows * lc);
     cd_cuda_layernorm_fwd_bf16(gly, NULL, NULL, glx, din(lg, lc), din(lb, lc), rows, lc, 1e-5f, NULL);
     cmp(T16("layernorm bf16 8192x320"), widen(gly, (int64_t)rows * lc), ly, (int64_t)rows * lc, TOL16);
     int64_t ng = (int64_t)rows * 2 * gc;
     float *ex = hrand(ng, 3), *eb = hrand(2 * gc, 1), *ey = cd_malloc(4 * (int64_t)rows * gc);
-    uint16_t *exb = round_bf16(ex, ng);
+    uint16_t *exb = ctl_round16(ex, ng);
     for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < 2 * gc; j++) ex[i * 2 * gc + j] += eb[j];
     cd_geglu_fwd(ey, ex, rows, gc);
@@ -757,7 +742,7 @@ static void forward16_cases(void) {
     int bn = 2, bc = 640, bh = 16, bhw = bh * bh, ca = 320;
     int64_t nx = (int64_t)bn * bc * bhw, ncat = (int64_t)bn * (bc + ca) * bhw;
     float *ux = hrand(nx, 1), *ua_ = hrand((int64_t)bn * ca * bhw, 1), *bias = hrand(bn * bc, 1);
-    uint16_t *uxb = round_bf16(ux, nx), *uab = round_bf16(ua_, (int64_t)bn * ca * bhw);
+    uint16_t *uxb = ctl_round16(ux, nx), *uab = ctl_round16(ua_, (int64_t)bn * ca * bhw);
     float *up = cd_malloc(16 * nx), *tr = cd_malloc(4 * nx), *tb = cd_malloc(4 * nx), *cat = cd_malloc(4 * ncat);
     float *bi = hcopy(ux, nx);
     cd_upsample2x_fwd(up, ux, bn, bc, bh, bh);
@@ -783,7 +768,7 @@ static void forward16_cases(void) {
     int ln = 4096, lin = 320, lout = 1280;
     float *wx = hrand((int64_t)ln * lin, 1), *wW = hrand((int64_t)lout * lin, 0.1f), *wb = hrand(lout, 1);
     float *wy = cd_malloc(4 * (int64_t)ln * lout);
-    uint16_t *wxb = round_bf16(wx, (int64_t)ln * lin), *wWb = round_bf16(wW, (int64_t)lout * lin);
+    uint16_t *wxb = ctl_round16(wx, (int64_t)ln * lin), *wWb = ctl_round16(wW, (int64_t)lout * lin);
     cd_linear_fwd(wy, wx, wW, wb, ln, lin, lout);
     uint16_t *gwy = dbuf(NULL, 2 * (size_t)ln * lout);
     float *gwyf = dout_((int64_t)ln * lout);
@@ -797,7 +782,7 @@ static void forward16_cases(void) {
     free_all();
 }
 TEST(cuda_bf16_forward) { forward16_cases(); }
-TEST(cuda_fp16_forward) { set_fp16(1); forward16_cases(); set_fp16(0); }
+TEST(cuda_fp16_forward) { cd_cuda_set_fp16(1); forward16_cases(); cd_cuda_set_fp16(0); }
 
 // ---- loss, optimizer, reductions ---------------------------------------------------------------
 TEST(cuda_optim) {
@@ -862,18 +847,18 @@ int main(int argc, char **argv) {
         ALL_TESTS(LIST_ONE)
         return 0;
     }
-    char why[256] = "built without CUDA (CUDA=0)";
+    char why[256];
+    if (ctl_have_gpu(why, sizeof why, 0)) {
 #ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
         const char *s = getenv("CD_TEST_SEED");
         g_seed = s ? (uint32_t)strtoul(s, NULL, 10) : (uint32_t)time(NULL);
         char dev[256] = "?";
         cd_cuda_device_name(dev, sizeof dev);
         printf("  info: device %s; seed %u (CD_TEST_SEED=%u repeats this run)\n", dev, g_seed, g_seed);
         ALL_TESTS(RUN_ONE)
+#endif
         return tl_done();
     }
-#endif
     ALL_TESTS(SKIP_ONE)
     return 0;
 }

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "model/nn.h"
 #include "core/err.h"
 #ifdef CD_CUDA
@@ -217,20 +217,9 @@ TEST(t16_needs_bf16_weights) {
 }
 #endif
 
+#define ALL_TESTS(X) X(t16_resnet) X(t16_attention) X(t16_transformer) X(t16_nan_fails) X(t16_needs_bf16_weights)
+
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        RUN(t16_resnet);
-        RUN(t16_attention);
-        RUN(t16_transformer);
-        RUN(t16_nan_fails);
-        RUN(t16_needs_bf16_weights);
-        return tl_done();
-    }
-#endif
-    printf("SKIP t16_resnet: %s\nSKIP t16_attention: %s\nSKIP t16_transformer: %s\nSKIP t16_nan_fails: %s\n", why,
-           why, why, why);
-    printf("SKIP t16_needs_bf16_weights: %s\n", why);
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    return ctl_run_all(tests, CTL_COUNT(tests), 0) ? tl_done() : 0;
 }

@@ -15,17 +15,10 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "kernels/kernels.h"
 #ifdef CD_CUDA
 #include "kernels/kernels_cuda.h"
-
-// A device copy of n host floats (NULL on failure).
-static float *up(const float *h, int64_t n) {
-    float *d = cd_cuda_malloc(n * sizeof(float));
-    if (d && cd_cuda_memcpy_h2d(d, h, n * sizeof(float), NULL)) { cd_cuda_free(d); return NULL; }
-    return d;
-}
 
 // The op just run must have been refused with a message containing `needle`; the flag is
 // cleared by the first read.
@@ -63,7 +56,7 @@ TEST(runtime_bf16_round_to_nearest_even) {
     uint16_t want[5] = {0x3f80, 0x3f82, 0x3f81, 0xc020, 0};
     float back[6];
     uint16_t bits[6];
-    float *d = up(h, 6);
+    float *d = ctl_upf(h, 6);
     uint16_t *b = cd_cuda_malloc(sizeof bits);
     float *w = cd_cuda_malloc(sizeof back);
     CHECK(d && b && w);
@@ -117,7 +110,7 @@ TEST(runtime_naive_attention_any_head_dim) {
     tl_rand(q, nq, 1); tl_rand(k, nk, 2); tl_rand(v, nk, 3);
     cd_attention_fwd(ref, NULL, q, k, v, B, H, Nq, Nk, D, 0.3f);
     cd_cuda_set_tf32(0);
-    float *dq = up(q, nq), *dk = up(k, nk), *dv = up(v, nk), *dout = cd_cuda_malloc(nq * 4);
+    float *dq = ctl_upf(q, nq), *dk = ctl_upf(k, nk), *dv = ctl_upf(v, nk), *dout = cd_cuda_malloc(nq * 4);
     int ok = dq && dk && dv && dout && !cd_cuda_attention_naive_fwd(dout, NULL, dq, dk, dv, B, H, Nq, Nk, D, 0.3f, NULL) &&
              !cd_cuda_memcpy_d2h(got, dout, nq * 4, NULL) && !cd_cuda_status();
     double e = ok ? tl_relerr(got, ref, nq) : 1e9;
@@ -189,7 +182,7 @@ TEST(runtime_graph) {
     void *st = cd_cuda_stream_create();
     CHECK(st);
     float h[4] = {1, 2, 3, 4}, r[4];
-    float *d = up(h, 4);
+    float *d = ctl_upf(h, 4);
     CHECK(d);
     cd_cuda_status();
 #ifdef CD_CUDA_EMU
@@ -244,7 +237,7 @@ TEST(emu_memory_checks) {
 TEST(emu_tf32_rounds_gemm_inputs) {
     // 1 + 2^-12 is a quarter TF32 ulp above 1 (rounds to 1); 1 + 3*2^-12 three quarters (up)
     float a[2] = {1.f + 1.f / 4096, 1.f + 3.f / 4096}, one = 1.f, r[2];
-    float *da = up(a, 2), *db = up(&one, 1), *dc = cd_cuda_malloc(8);
+    float *da = ctl_upf(a, 2), *db = ctl_upf(&one, 1), *dc = cd_cuda_malloc(8);
     CHECK(da && db && dc);
     cd_cuda_set_tf32(1);
     cd_cuda_gemm(0, 0, 2, 1, 1, 1.f, da, 1, db, 1, 0.f, dc, 1, NULL);
@@ -347,29 +340,15 @@ TEST(emu_host_dereference_faults) {
 }
 #define EMU_TESTS(X) X(emu_memory_checks) X(emu_tf32_rounds_gemm_inputs) X(emu_stream_race) \
     X(emu_host_dereference_faults)
-#else
+#endif  // CD_CUDA_EMU
+#endif  // CD_CUDA
+#ifndef CD_CUDA_EMU
 #define EMU_TESTS(X)
 #endif
 #define ALL_TESTS(X) X(runtime_alloc_accounting) X(runtime_bf16_round_to_nearest_even) X(runtime_refusals) \
     X(runtime_naive_attention_any_head_dim) X(runtime_attention_bf16_vs_cpu) X(runtime_graph) EMU_TESTS(X)
-#else
-#define ALL_TESTS(X) X(runtime_alloc_accounting) X(runtime_bf16_round_to_nearest_even) X(runtime_refusals) \
-    X(runtime_naive_attention_any_head_dim) X(runtime_attention_bf16_vs_cpu) X(runtime_graph)
-#endif
-#define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
-#define RUN_ONE(t) RUN(t);
 
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        char dev[256] = "?";
-        cd_cuda_device_name(dev, sizeof dev);
-        printf("  info: device %s\n", dev);
-        ALL_TESTS(RUN_ONE)
-        return tl_done();
-    }
-#endif
-    ALL_TESTS(SKIP_ONE)
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    return ctl_run_all(tests, CTL_COUNT(tests), 1) ? tl_done() : 0;
 }

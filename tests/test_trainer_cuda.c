@@ -6,7 +6,7 @@
 // - a resume through the host (to_host, a new handle, from_host) continues exactly as an
 //   uninterrupted run; gradient checkpointing gives the gradients of a plain run.
 // On a GPU (make test-cuda) and through the host emulation of the twins (make test).
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "verify/case_train.c"
 #include "verify/device.c"
 #include "tests/verify_shim.h"
@@ -14,14 +14,11 @@
 #include <math.h>
 #include <string.h>
 
+// 1 when a GPU answers; else the running test is skipped with the reason.
 static int have_gpu(void) {
-#ifdef CD_CUDA
     char why[256];
-    if (cd_cuda_available(why, sizeof why)) return 1;
+    if (ctl_have_gpu(why, sizeof why, 0)) return 1;
     tl_skip(why);
-#else
-    tl_skip("built without CUDA");
-#endif
     return 0;
 }
 

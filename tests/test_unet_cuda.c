@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "model/unet.h"
 #include "model/unet_cuda.h"
 #include "model/tiny.h"
@@ -448,21 +448,10 @@ TEST(sample_cli_device_cuda) {
 #endif
 #define ALL_TESTS(X) X(unet_cuda_random_tiny) X(unet_cuda_random_fused) X(unet_cuda_random_fused_v1) \
     X(unet_cuda_random_unfused_v2) X(unet_cuda_graph) GOLDEN_TESTS(X)
-#define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
-#define RUN_ONE(t) RUN(t);
 
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        char dev[256] = "?";
-        cd_cuda_device_name(dev, sizeof dev);
-        printf("  info: device %s\n", dev);
-        ALL_TESTS(RUN_ONE)
-        if (GOLDEN_NAMES[0]) printf("SKIP golden cases (%s): minimal build without cJSON\n", GOLDEN_NAMES);
-        return tl_done();
-    }
-#endif
-    ALL_TESTS(SKIP_ONE)
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    if (!ctl_run_all(tests, CTL_COUNT(tests), 1)) return 0;
+    if (GOLDEN_NAMES[0]) printf("SKIP golden cases (%s): minimal build without cJSON\n", GOLDEN_NAMES);
+    return tl_done();
 }

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tests/testlib.h"
+#include "tests/cuda_testlib.h"
 #include "model/unet.h"
 #include "model/unet_cuda.h"
 #include "model/tiny.h"
@@ -517,17 +517,8 @@ TEST(golden_blocks_sd15_cuda) {
     X(unet_train_cuda_v1_unfused_bf16) X(unet_train_cuda_v2_fused_40_64) X(unet_train_cuda_v2_fused_80_160) \
     X(unet_train_cuda_params) X(block_transformer_cuda) \
     X(golden_blocks_sd15_cuda)
-#define RUN_ONE(n) RUN(n);
-#define SKIP_ONE(n) printf("SKIP %s: %s\n", #n, why);
 
 int main(void) {
-    char why[256] = "built without CUDA (CUDA=0)";
-#ifdef CD_CUDA
-    if (cd_cuda_available(why, sizeof why)) {
-        ALL_TESTS(RUN_ONE)
-        return tl_done();
-    }
-#endif
-    ALL_TESTS(SKIP_ONE)
-    return 0;
+    static const ctl_test tests[] = {ALL_TESTS(CTL_ENTRY)};
+    return ctl_run_all(tests, CTL_COUNT(tests), 0) ? tl_done() : 0;
 }
