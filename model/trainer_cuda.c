@@ -182,6 +182,11 @@ static int latents(cd_trainer_cuda *g, const cd_train_batch *b, int64_t n) {
         logvar = g->h_logvar;
     }
     cd_trainer_latents(g->tr, mean, logvar, b->vae_noise, g->h_z, n);
+    for (int64_t k = 0; k < n; k++)   // a NaN here would only surface later as a skipped step
+        if (!isfinite(g->h_z[k]))
+            return cd_err("cuda trainer: the VAE latents are not finite (%g at %lld)%s", g->h_z[k], (long long)k,
+                          g->prec == CD_PREC_FP16 && !b->mean ? ": the VAE encoder overflowed fp16 (+-65504); train with "
+                                                               "--precision bf16" : "");
     return 0;
 }
 

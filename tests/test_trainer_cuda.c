@@ -239,12 +239,23 @@ TEST(fp16_loss_scaler) {
     CHECK_OK(cd_trainer_cuda_to_host(gb));
     double d = params_diff(&a.tr, &b.tr);
     CHECKF(d <= 1e-6, "after a skipped step the run differs from a fresh one by %.3e", d);
-    // pixels far outside fp16's range overflow the forward itself: at scale 1 nothing is left
-    // to back off, so the step fails with the reason instead of skipping forever
+    // pixels far outside fp16's range overflow the VAE encoder: refused at once, with the reason
     for (int64_t k = 0; k < 2 * 3 * 64 * 64; k++) a.px[k] = 1e8f;
+    CHECK_ERR(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL), "VAE encoder overflowed fp16");
+    // cached latents too large for fp16 overflow the UNet: at scale 1 nothing is left to back
+    // off, so the step fails with the reason instead of skipping forever
+    int hl = 64 >> (a.p.vae_cfg.nblocks - 1);   // the fixture's latent side
+    int64_t nl = 2LL * cd_unet_cfg(a.p.unet)->in_channels * hl * hl;
+    float *mean = cd_malloc(sizeof(float) * nl), *logvar = cd_calloc(nl, sizeof(float));
+    for (int64_t k = 0; k < nl; k++) mean[k] = 1e7f;
+    cd_train_batch big = a.b;
+    big.mean = mean;
+    big.logvar = logvar;
     a.tr.loss_scale = 1;
-    CHECK_OK(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL));
+    CHECK_OK(cd_trainer_cuda_accumulate(g, &big, &ls, NULL));
     CHECK_ERR(cd_trainer_cuda_step(g, 1e-2f, &gn, &skipped), "overflow even at loss scale 1");
+    free(mean);
+    free(logvar);
     cd_trainer_cuda_free(g);
     cd_trainer_cuda_free(gb);
     free(w0);
