@@ -1,0 +1,166 @@
+// Runs the simulated 16-bit flash-attention kernels against the fp32 CPU reference
+// (kernels/attention_cpu.c) on 16-bit-rounded inputs. Usage: test [filter-substring] [--quick]
+#include "cusim.h"
+#include <string>
+extern "C" {
+#include "kernels/kernels.h"
+#include "kernels/kernels_cuda.h"
+}
+extern int cusim_fp16, cusim_sms, cusim_cuda_failures;
+void cusim_free_scratch();
+
+static uint32_t g_seed = 1234567;
+static float frand() { // uniform [-1, 1)
+    g_seed = g_seed * 1664525u + 1013904223u;
+    return (float)((g_seed >> 8) * (1.0 / 8388608.0)) - 1.f;
+}
+static uint16_t to16(float v, int fp16) {
+    uint16_t r;
+    if (fp16) { __half h = __float2half_rn(v); memcpy(&r, &h, 2); }
+    else { __nv_bfloat16 h = __float2bfloat16(v); memcpy(&r, &h, 2); }
+    return r;
+}
+static float to32(uint16_t u, int fp16) {
+    if (fp16) { __half h; memcpy(&h, &u, 2); return __half2float(h); }
+    __nv_bfloat16 h; memcpy(&h, &u, 2); return __bfloat162float(h);
+}
+template <typename X> static X *dalloc(size_t n) { // "device" buffer, exact size, NaN-poisoned
+    X *p = (X *)cd_cuda_malloc(sizeof(X) * n);
+    memset(p, 0xFF, sizeof(X) * n);
+    return p;
+}
+// tl_relerr of tests/testlib.c: max |a-b| / max |b|; any non-finite value -> inf. Counts NaNs.
+static double relerr(const float *a, const float *b, int64_t n, int64_t *nan_count) {
+    double maxd = 0, maxb = 0;
+    int64_t nn = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!std::isfinite(a[i]) || !std::isfinite(b[i])) { nn++; continue; }
+        double d = fabs((double)a[i] - b[i]);
+        if (d > maxd) maxd = d;
+        if (fabs(b[i]) > maxb) maxb = fabs(b[i]);
+    }
+    *nan_count = nn;
+    if (nn) return INFINITY;
+    return maxb > 0 ? maxd / maxb : maxd;
+}
+
+struct Case { int causal, B, H, Nq, Nk, detach, sms, out_f32; };
+static int g_fail, g_runs;
+
+static void check(const char *tag, const char *what, const float *got, const float *ref, int64_t n, double tol,
+                  std::string &line) {
+    int64_t nn;
+    double e = relerr(got, ref, n, &nn);
+    char buf[96];
+    bool ok = e <= tol;
+    if (nn) snprintf(buf, sizeof buf, " %s=NaN(%lld)!", what, (long long)nn);
+    else snprintf(buf, sizeof buf, " %s=%.1e%s", what, e, ok ? "" : "!");
+    line += buf;
+    if (!ok) { g_fail++; fprintf(stderr, "MISMATCH %s %s relerr %g (tol %g, %lld non-finite)\n", tag, what, e, tol, (long long)nn); }
+}
+
+static void run_case(int fp16, int D, const Case &c) {
+    const int B = c.B, H = c.H, Nq = c.Nq, Nk = c.Nk, C = H * D;
+    const int64_t nq = (int64_t)B * Nq * C, nk = (int64_t)B * Nk * C, nl = (int64_t)B * H * Nq;
+    const float scale = 1.f / sqrtf((float)D);
+    const double tol = fp16 ? 2e-3 : 1e-2;
+    char tag[160];
+    snprintf(tag, sizeof tag, "%s D=%d %s B=%d H=%d Nq=%d Nk=%d detach=%d sms=%d out=%s", fp16 ? "fp16" : "bf16", D,
+             c.causal ? "causal" : "plain ", B, H, Nq, Nk, c.detach, c.sms, c.out_f32 ? "f32" : "16");
+    cusim_fp16 = fp16;
+    cusim_sms = c.sms;
+    int err0 = cusim_errors, cf0 = cusim_cuda_failures;
+    // inputs: q, k scaled up so the softmax is peaked; rounded to 16 bits
+    std::vector<uint16_t> hq(nq), hk(nk), hv(nk), hdo(nq);
+    std::vector<float> fq(nq), fk(nk), fv(nk), fdo(nq);
+    for (int64_t i = 0; i < nq; i++) { hq[i] = to16(2.5f * frand(), fp16); fq[i] = to32(hq[i], fp16); }
+    for (int64_t i = 0; i < nk; i++) { hk[i] = to16(2.5f * frand(), fp16); fk[i] = to32(hk[i], fp16); }
+    for (int64_t i = 0; i < nk; i++) { hv[i] = to16(frand(), fp16); fv[i] = to32(hv[i], fp16); }
+    for (int64_t i = 0; i < nq; i++) { hdo[i] = to16(frand(), fp16); fdo[i] = to32(hdo[i], fp16); }
+    // reference forward
+    std::vector<float> ro(nq), rl(nl);
+    if (c.causal) cd_attention_causal_fwd(ro.data(), rl.data(), fq.data(), fk.data(), fv.data(), B, H, Nq, D, scale);
+    else cd_attention_fwd(ro.data(), rl.data(), fq.data(), fk.data(), fv.data(), B, H, Nq, Nk, D, scale);
+    // device buffers
+    uint16_t *dq16 = dalloc<uint16_t>(nq), *dk16 = dalloc<uint16_t>(nk), *dv16 = dalloc<uint16_t>(nk),
+             *ddo16 = dalloc<uint16_t>(nq), *dout16 = dalloc<uint16_t>(nq);
+    memcpy(dq16, hq.data(), 2 * nq); memcpy(dk16, hk.data(), 2 * nk); memcpy(dv16, hv.data(), 2 * nk);
+    memcpy(ddo16, hdo.data(), 2 * nq);
+    float *dlse = dalloc<float>(nl);
+    void *out = c.out_f32 ? (void *)dalloc<float>(nq) : (void *)dalloc<uint16_t>(nq);
+    if (c.causal) cd_cuda_attention_causal_fwd_bf16(out, !c.out_f32, dlse, dq16, dk16, dv16, B, H, Nq, D, scale, nullptr);
+    else cd_cuda_attention_fwd_bf16(out, !c.out_f32, dlse, dq16, dk16, dv16, B, H, Nq, Nk, D, scale, nullptr);
+    std::vector<float> go(nq);
+    for (int64_t i = 0; i < nq; i++) go[i] = c.out_f32 ? ((float *)out)[i] : to32(((uint16_t *)out)[i], fp16);
+    std::string line;
+    check(tag, "out", go.data(), ro.data(), nq, tol, line);
+    check(tag, "lse", dlse, rl.data(), nl, tol, line);
+    // backward: both sides get the reference out rounded to 16 bits and the reference lse
+    std::vector<float> fo(nq);
+    for (int64_t i = 0; i < nq; i++) { dout16[i] = to16(ro[i], fp16); fo[i] = to32(dout16[i], fp16); }
+    if (D == 160) { // the backward of D=160 widens to the fp32 kernel (not part of this file's WMMA code)
+        printf("%-78s%s %s\n", tag, line.c_str(), line.find('!') == std::string::npos ? "PASS (fwd only)" : "FAIL");
+        g_runs++;
+        for (void *p : {(void *)dq16, (void *)dk16, (void *)dv16, (void *)ddo16, (void *)dout16, (void *)dlse, out}) cd_cuda_free(p);
+        return;
+    }
+    memcpy(dlse, rl.data(), 4 * nl);
+    std::vector<float> rdq(nq), rdk(nk), rdv(nk);
+    if (c.causal)
+        cd_attention_causal_bwd(rdq.data(), rdk.data(), rdv.data(), fdo.data(), fq.data(), fk.data(), fv.data(),
+                                fo.data(), rl.data(), B, H, Nq, D, scale);
+    else
+        cd_attention_bwd(rdq.data(), rdk.data(), rdv.data(), fdo.data(), fq.data(), fk.data(), fv.data(), fo.data(),
+                         rl.data(), B, H, Nq, Nk, D, scale, c.detach);
+    float *gdq = dalloc<float>(nq), *gdk = dalloc<float>(nk), *gdv = dalloc<float>(nk);
+    if (c.causal)
+        cd_cuda_attention_causal_bwd_bf16(gdq, gdk, gdv, ddo16, dq16, dk16, dv16, dout16, dlse, B, H, Nq, D, scale,
+                                          nullptr);
+    else
+        cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, ddo16, dq16, dk16, dv16, dout16, dlse, B, H, Nq, Nk, D, scale,
+                                   c.detach, nullptr);
+    check(tag, "dq", gdq, rdq.data(), nq, tol, line);
+    check(tag, "dk", gdk, rdk.data(), nk, tol, line);
+    check(tag, "dv", gdv, rdv.data(), nk, tol, line);
+    if (c.detach) { // token-0 key/value rows exactly zero
+        int bad = 0;
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < C; j++)
+                if (gdk[(int64_t)b * Nk * C + j] != 0.f || gdv[(int64_t)b * Nk * C + j] != 0.f) bad++;
+        line += bad ? " k0=NONZERO!" : " k0=0";
+        if (bad) g_fail++;
+    }
+    int faults = cusim_errors - err0, cf = cusim_cuda_failures - cf0;
+    if (faults || cf) { g_fail++; line += " SIMFAULTS/cudafail!"; }
+    printf("%-78s%s %s\n", tag, line.c_str(), line.find('!') == std::string::npos ? "PASS" : "FAIL");
+    fflush(stdout);
+    g_runs++;
+    for (void *p : {(void *)dq16, (void *)dk16, (void *)dv16, (void *)ddo16, (void *)dout16, (void *)dlse, out,
+                    (void *)gdq, (void *)gdk, (void *)gdv})
+        cd_cuda_free(p);
+    cusim_free_scratch();
+}
+
+int main(int argc, char **argv) {
+    const char *filter = argc > 1 ? argv[1] : "";
+    if (getenv("CUSIM_SEED")) g_seed = (uint32_t)atoi(getenv("CUSIM_SEED"));
+    // causal, B, H, Nq, Nk, detach, sms, out_f32
+    const Case all[] = {
+        {0, 1, 2, 77, 77, 0, 132, 0},  {0, 1, 2, 77, 77, 1, 132, 1},  {0, 1, 2, 64, 77, 1, 132, 0},
+        {0, 2, 1, 130, 20, 0, 132, 0}, {0, 1, 1, 37, 37, 0, 132, 0},  {0, 1, 1, 131, 131, 0, 1, 0},
+        {0, 1, 1, 131, 77, 1, 4, 1},   {1, 1, 2, 77, 77, 0, 132, 0},  {1, 2, 2, 37, 37, 0, 132, 1},
+        {1, 1, 1, 131, 131, 0, 132, 0}, {1, 1, 1, 131, 131, 0, 1, 0}, {1, 1, 2, 131, 131, 0, 4, 0},
+    };
+    for (int fp16 = 0; fp16 < 2; fp16++)
+        for (int D : {40, 64, 80, 160})
+            for (const Case &c : all) {
+                char key[64];
+                snprintf(key, sizeof key, "%s/%d/%d/%d/%d", fp16 ? "fp16" : "bf16", D, c.causal, c.Nq, c.Nk);
+                if (!strstr(key, filter)) continue;
+                if (D == 160 && !(argc > 2 && !strcmp(argv[2], "--d160"))) continue;
+                if (D != 160 && argc > 2 && !strcmp(argv[2], "--d160")) continue;
+                run_case(fp16, D, c);
+            }
+    printf("%d runs, %d failures, %d simulator faults\n", g_runs, g_fail, cusim_errors);
+    return g_fail ? 1 : 0;
+}
