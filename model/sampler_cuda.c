@@ -31,7 +31,8 @@ static double max_rel(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
     for (int64_t k = 0; k < n; k++) {
         double d = fabs((double)a[k] - b[k]);
-        if (!(d <= num)) num = d;   // NaN wins
+        if (isnan(d)) return NAN;   // a non-finite value on either side
+        if (d > num) num = d;
         if (fabs((double)b[k]) > den) den = fabs((double)b[k]);
     }
     return num / (den > 0 ? den : 1);
@@ -60,7 +61,10 @@ static int unet_forward(cd_unet_cuda *g, dbufs *d, float *eps, int B, int64_t n,
         CD_TRY(cd_cuda_sync(st));
         double e = max_rel(eps, d->plain, n * B);
         d->graph = e <= 1e-5;
-        if (!d->graph) {
+        if (isnan(e)) {   // non-finite outputs: unet_step reports them; no verdict on the graph
+            memcpy(eps, d->plain, sizeof(float) * n * B);
+            d->graph = -1;
+        } else if (!d->graph) {
             cd_warn("cuda: the UNet replayed from a CUDA graph differs from the plain forward by %.3g "
                     "(relative to the largest value); running without a graph", e);
             memcpy(eps, d->plain, sizeof(float) * n * B);
