@@ -31,7 +31,7 @@ static double max_rel(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
     for (int64_t k = 0; k < n; k++) {
         double d = fabs((double)a[k] - b[k]);
-        if (isnan(d)) return NAN;   // a non-finite value on either side
+        if (!isfinite(d)) return NAN;   // a non-finite value on either side
         if (d > num) num = d;
         if (fabs((double)b[k]) > den) den = fabs((double)b[k]);
     }
