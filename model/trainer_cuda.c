@@ -252,7 +252,7 @@ static int skip_step(cd_trainer_cuda *g, double norm) {
                       "exceed fp16's range (+-65504); train with --precision bf16", (long long)tr->adam_step + 1);
     tr->skipped_steps++;
     tr->scale_good = 0;
-    if (tr->loss_scale > 1) tr->loss_scale *= 0.5;
+    tr->loss_scale *= 0.5;
     cd_info("fp16: gradients overflowed (norm %g) at optimizer step %lld: step skipped, loss scale now %g",
             norm, (long long)tr->adam_step + 1, tr->loss_scale);
     CD_TRY(zero_grads(g));
