@@ -168,18 +168,22 @@ if [ -x "$EMU" ]; then
     pass emu_train_cuda_prior_validation
   else fail emu_train_cuda_prior_validation "$(tail -1 "$T/emu_v.log")"; fi
   # fp16 with dynamic loss scaling: the scaler's state is in the checkpoint, and a resume from
-  # it gives the uninterrupted run's delta byte for byte
+  # it gives the uninterrupted run's delta byte for byte and the same scaler state at step 6 (its
+  # clean-step count shows whether the resume restored it)
   f16() { "$EMU" $COMMON --instance-data "$T/inst" --instance-prompt "photo of a <new1> cat" --max-train-steps 6 \
             --train-batch-size 1 --noaug --device cuda --precision fp16 "$@"; }
   if f16 --checkpointing-steps 3 --out "$T/emu16" >"$T/emu16.log" 2>&1 &&
      grep -q '"loss_scaler"' "$T"/emu16/checkpoints/checkpoint-*3/state.json &&
      grep -q '"scale":[[:space:]]*65536' "$T"/emu16/checkpoints/checkpoint-*3/state.json &&
      grep -q "fp16 loss scaling: 0 of 6 optimizer steps skipped" "$T/emu16.log" &&
-     f16 --checkpointing-steps 0 --resume "$(ls -d "$T"/emu16/checkpoints/checkpoint-*3 | head -1)" \
+     f16 --checkpointing-steps 3 --resume "$(ls -d "$T"/emu16/checkpoints/checkpoint-*3 | head -1)" \
        --out "$T/emu16r" >"$T/emu16r.log" 2>&1 &&
-     cmp -s "$T/emu16/delta.safetensors" "$T/emu16r/delta.safetensors"; then
+     cmp -s "$T/emu16/delta.safetensors" "$T/emu16r/delta.safetensors" &&
+     grep -A3 '"loss_scaler"' "$T"/emu16/checkpoints/checkpoint-*6/state.json > "$T/ls_a" &&
+     grep -A3 '"loss_scaler"' "$T"/emu16r/checkpoints/checkpoint-*6/state.json > "$T/ls_b" &&
+     grep -q '"good_steps":[[:space:]]*6' "$T/ls_a" && cmp -s "$T/ls_a" "$T/ls_b"; then
     pass emu_train_cuda_fp16_scaler_resume
-  else fail emu_train_cuda_fp16_scaler_resume "$(tail -1 "$T/emu16.log") / $(tail -1 "$T/emu16r.log" 2>/dev/null) (or no loss_scaler in state.json, or the resumed delta differs)"; fi
+  else fail emu_train_cuda_fp16_scaler_resume "$(tail -1 "$T/emu16.log") / $(tail -1 "$T/emu16r.log" 2>/dev/null) (or no loss_scaler in state.json, or the resumed delta or scaler state differs)"; fi
 else echo "SKIP emu_train_cuda: $EMU not built"; fi
 # A CUDA build on a machine without a GPU: --device cuda fails with a message saying so (on a GPU
 # machine it trains)
