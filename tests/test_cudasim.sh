@@ -14,6 +14,8 @@
 # warp barrier; mma.h gives each lane the whole 16x16 fragment and checks pointers, ldm and
 # alignment; cusim.cpp NaN-fills shared memory with guard bytes and holds the 227 KiB limit.
 # make test runs a few shapes (~1 min); all 72: $BUILD/cudasim/test (filter: type/D/causal/Nq/Nk).
+# Also the norms (kernels/cuda_norm.cu, below): rewrite.py also turns static __shared__ arrays into
+# per-block buffers; 2-D blocks (k_ln_dgdb's 32x8) run with warps over the linear thread index.
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 O=$BUILD/cudasim
@@ -52,5 +54,35 @@ for f in bf16/64/1/77/77 fp16/64/0/64/77 fp16/40/1/37/37 bf16/80/0/130/20; do
     pass "cudasim_attention_$f ($(echo "$out" | grep -o 'out=[0-9.e+-]* lse.*dv=[0-9.e+-]*' | head -1))"
   else
     fail "cudasim_attention_$f" "$(echo "$out" | grep -v '^$' | tail -3 | tr '\n' ' ')"
+  fi
+done
+
+# The norms (kernels/cuda_norm.cu: LayerNorm, GroupNorm(+SiLU) fp32 forward and backward within
+# 1e-5 of kernels/norm_cpu.c / groupnorm_cpu.c, the 16-bit-storage forwards in bf16 and fp16 within
+# 1e-2 / 2e-3): a second program, tests/cudasim/test_norm.cpp (all shapes: $BUILD/cudasim/test_norm).
+NSRC=kernels/cuda_norm.cu
+if [ ! -x "$O/test_norm" ] || [ -n "$(find "$NSRC" kernels/cuda_common.h kernels/norm_cpu.c kernels/groupnorm_cpu.c tests/cudasim -newer "$O/test_norm" 2>/dev/null)" ]; then
+  CXXF="-std=c++17 -pthread -I tests/cudasim -I . -I $CUDA_INC -include cusim.h -O2 -Wall -Wno-unknown-pragmas -Wno-unused-function"
+  if python3 tests/cudasim/rewrite.py "$NSRC" "$O/cuda_norm_sim.cpp" > "$O/build_norm.log" 2>&1 &&
+     gcc -std=gnu11 -O2 -I . -c kernels/norm_cpu.c -o "$O/norm_cpu.o" -Wno-unknown-pragmas >> "$O/build_norm.log" 2>&1 &&
+     gcc -std=gnu11 -O2 -I . -c kernels/groupnorm_cpu.c -o "$O/groupnorm_cpu.o" -Wno-unknown-pragmas >> "$O/build_norm.log" 2>&1 &&
+     g++ $CXXF -c tests/cudasim/cusim.cpp -o "$O/cusim_n.o" >> "$O/build_norm.log" 2>&1 &&
+     g++ $CXXF -c "$O/cuda_norm_sim.cpp" -o "$O/norm.o" >> "$O/build_norm.log" 2>&1 &&
+     g++ $CXXF -c tests/cudasim/test_norm.cpp -o "$O/test_norm.o" >> "$O/build_norm.log" 2>&1 &&
+     g++ -pthread "$O/norm_cpu.o" "$O/groupnorm_cpu.o" "$O/cusim_n.o" "$O/norm.o" "$O/test_norm.o" -o "$O/test_norm" -lm >> "$O/build_norm.log" 2>&1; then
+    pass "cudasim_norm_build (the unmodified kernel source, launches and __shared__ rewritten)"
+  else
+    fail cudasim_norm_build "$(grep -E 'error|Error|assert' "$O/build_norm.log" | head -3 | tr '\n' ' ')"; exit 0
+  fi
+fi
+# filters: LayerNorm 77 x 768 (CLIP text) in fp32 fwd+bwd, bf16, fp16; GroupNorm 1x32 at an odd
+# 7x9 with 8 groups +SiLU, all three modes; GroupNorm 2x64x16x16, 32 groups, bf16
+for f in ln/77/768/ gn/1/32/7x9/8/silu/ gn/2/64/16x16/32/plain/bf16; do
+  if out=$(timeout 300 "$O/test_norm" "$f" 2>&1) && echo "$out" | grep -q "runs, 0 failures, 0 simulator faults"; then
+    pass "cudasim_norm_$f ($(echo "$out" | grep ' PASS$' | awk '{ m = $1; sub(".*/", "", m); for (i = 2; i < NF; i++) { split($i, kv, "=");
+      k = m " " kv[1]; if (!(k in w) || kv[2] + 0 > w[k] + 0) { if (!(k in w)) o[++n] = k; w[k] = kv[2] } } }
+      END { for (i = 1; i <= n; i++) printf "%s%s=%s", (i > 1 ? " " : ""), o[i], w[o[i]] }'))"
+  else
+    fail "cudasim_norm_$f" "$(echo "$out" | grep -v '^$' | grep -v PASS | tail -3 | tr '\n' ' ')"
   fi
 done

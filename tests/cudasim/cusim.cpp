@@ -33,6 +33,7 @@ thread_local uint3 cusim_tIdx, cusim_bIdx;
 thread_local dim3 cusim_bDim, cusim_gDim;
 thread_local CusimBlock *cusim_blk;
 thread_local unsigned char *cusim_smem_ptr;
+thread_local int cusim_tlin;
 
 void CusimBar::wait() {
     std::unique_lock<std::mutex> l(m);
@@ -99,8 +100,7 @@ static const size_t GUARD = 1024;
 void cusim_run_grid(dim3 g, dim3 b, size_t smem, const char *kname, void (*body)(void *), void *ctx) {
     cusim_cur_kernel = kname;
     int nt = (int)(b.x * b.y * b.z);
-    if (b.y != 1 || b.z != 1) { cusim_fault("launch: only 1-D blocks simulated"); return; }
-    if (nt <= 0 || nt > 1024 || g.x == 0 || g.y == 0 || g.z == 0 || g.y > 65535 || g.z > 65535) {
+    if (nt <= 0 || nt > 1024 || b.z > 64 || g.x == 0 || g.y == 0 || g.z == 0 || g.y > 65535 || g.z > 65535) {
         cusim_fault("launch: bad configuration grid (%u,%u,%u) block %d", g.x, g.y, g.z, nt);
         return;
     }
@@ -131,7 +131,9 @@ void cusim_run_grid(dim3 g, dim3 b, size_t smem, const char *kname, void (*body)
                     th.emplace_back([=]() {
                         cusim_blk = blk;
                         cusim_smem_ptr = smem ? blk->smem : nullptr;
-                        cusim_tIdx = make_uint3((unsigned)t, 0, 0);
+                        cusim_tlin = t;
+                        cusim_tIdx = make_uint3((unsigned)t % b.x, ((unsigned)t / b.x) % b.y,
+                                                (unsigned)t / (b.x * b.y));
                         cusim_bIdx = make_uint3(bx, by, bz);
                         cusim_bDim = b;
                         cusim_gDim = g;
@@ -149,8 +151,22 @@ void cusim_run_grid(dim3 g, dim3 b, size_t smem, const char *kname, void (*body)
                         break;
                     }
                 free(raw);
+                for (auto &kv : blk->static_smem) free(kv.second);
                 delete blk;
             }
+}
+
+void *cusim_static_alloc(int key, size_t bytes) {
+    CusimBlock *blk = cusim_blk;
+    std::lock_guard<std::mutex> l(blk->static_mu);
+    auto it = blk->static_smem.find(key);
+    if (it != blk->static_smem.end()) return it->second;
+    blk->static_size += bytes;
+    if (blk->static_size > 48 * 1024) cusim_fault("static __shared__ %zu bytes > 48 KiB", blk->static_size);
+    void *p = malloc(bytes);
+    memset(p, 0xFF, bytes); // NaN: uninitialised reads show
+    blk->static_smem[key] = p;
+    return p;
 }
 
 // ---- CUDA runtime stubs ------------------------------------------------------------------

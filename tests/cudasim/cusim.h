@@ -52,19 +52,24 @@ struct CusimBlock {
     unsigned char *smem = nullptr;
     size_t smem_size = 0;
     dim3 bidx;
+    // static __shared__ arrays (rewrite.py: one key per declaration), allocated on first use
+    std::mutex static_mu;
+    std::map<int, void *> static_smem;
+    size_t static_size = 0;
 };
 
 extern thread_local uint3 cusim_tIdx, cusim_bIdx;
 extern thread_local dim3 cusim_bDim, cusim_gDim;
 extern thread_local CusimBlock *cusim_blk;
 extern thread_local unsigned char *cusim_smem_ptr;
+extern thread_local int cusim_tlin; // linear thread index x + y*bx + z*bx*by (warps and lanes)
 #define threadIdx cusim_tIdx
 #define blockIdx cusim_bIdx
 #define blockDim cusim_bDim
 #define gridDim cusim_gDim
 
-static inline int cusim_lane() { return (int)(cusim_tIdx.x & 31); }
-static inline int cusim_warp() { return (int)(cusim_tIdx.x >> 5); }
+static inline int cusim_lane() { return cusim_tlin & 31; }
+static inline int cusim_warp() { return cusim_tlin >> 5; }
 static inline CusimBar &cusim_wbar() { return cusim_blk->warp_bar[cusim_warp()]; }
 static inline unsigned char *cusim_smem() { return cusim_smem_ptr; }
 
@@ -110,6 +115,11 @@ void cusim_register(const void *p, size_t bytes);
 void cusim_unregister(const void *p);
 // Checks that [p, p+bytes) lies in one registered buffer or the block's smem.
 void cusim_check_range(const void *p, size_t bytes, const char *what);
+
+// A static `__shared__ A name;` (rewritten to `auto &name = cusim_static_smem<A>(key);`): one
+// NaN-filled copy per block, shared by its threads.
+void *cusim_static_alloc(int key, size_t bytes);
+template <typename A> static inline A &cusim_static_smem(int key) { return *(A *)cusim_static_alloc(key, sizeof(A)); }
 
 // ---- launch ------------------------------------------------------------------------------
 void cusim_run_grid(dim3 g, dim3 b, size_t smem, const char *kname, void (*body)(void *), void *ctx);
