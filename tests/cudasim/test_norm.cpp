@@ -12,44 +12,13 @@ extern "C" {
 extern int cusim_fp16, cusim_cuda_failures;
 void cusim_free_scratch();
 
-static uint32_t g_seed = 7654321;
-static float frand() { // uniform [-1, 1)
-    g_seed = g_seed * 1664525u + 1013904223u;
-    return (float)((g_seed >> 8) * (1.0 / 8388608.0)) - 1.f;
-}
-static uint16_t to16(float v, int fp16) {
-    uint16_t r;
-    if (fp16) { __half h = __float2half_rn(v); memcpy(&r, &h, 2); }
-    else { __nv_bfloat16 h = __float2bfloat16(v); memcpy(&r, &h, 2); }
-    return r;
-}
-static float to32(uint16_t u, int fp16) {
-    if (fp16) { __half h; memcpy(&h, &u, 2); return __half2float(h); }
-    __nv_bfloat16 h; memcpy(&h, &u, 2); return __bfloat162float(h);
-}
-template <typename X> static X *dalloc(size_t n) { // "device" buffer, exact size, NaN-poisoned
-    X *p = (X *)cd_cuda_malloc(sizeof(X) * n);
-    memset(p, 0xFF, sizeof(X) * n);
-    return p;
-}
+uint32_t g_seed = 7654321;
+#include "simtest.h"
+
 template <typename X> static X *dcopy(const std::vector<X> &h) {
     X *p = dalloc<X>(h.size());
     memcpy(p, h.data(), sizeof(X) * h.size());
     return p;
-}
-// tl_relerr of tests/testlib.c: max |a-b| / max |b|; any non-finite value -> inf.
-static double relerr(const float *a, const float *b, int64_t n, int64_t *nan_count) {
-    double maxd = 0, maxb = 0;
-    int64_t nn = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!std::isfinite(a[i]) || !std::isfinite(b[i])) { nn++; continue; }
-        double d = fabs((double)a[i] - b[i]);
-        if (d > maxd) maxd = d;
-        if (fabs(b[i]) > maxb) maxb = fabs(b[i]);
-    }
-    *nan_count = nn;
-    if (nn) return INFINITY;
-    return maxb > 0 ? maxd / maxb : maxd;
 }
 static int g_fail, g_runs;
 static void check(const char *tag, const char *what, const float *got, const float *ref, int64_t n, double tol,
