@@ -20,8 +20,8 @@ static uint16_t to16(float v, int fp16) {
     return r;
 }
 static float to32(uint16_t u, int fp16) {
-    if (fp16) { __half h; memcpy(&h, &u, 2); return __half2float(h); }
-    __nv_bfloat16 h; memcpy(&h, &u, 2); return __bfloat162float(h);
+    if (fp16) { __half h; memcpy((void *)&h, &u, 2); return __half2float(h); }
+    __nv_bfloat16 h; memcpy((void *)&h, &u, 2); return __bfloat162float(h);
 }
 template <typename X> static X *dalloc(size_t n) { // "device" buffer, exact size, NaN-poisoned
     X *p = (X *)cd_cuda_malloc(sizeof(X) * n);
