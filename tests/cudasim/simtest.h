@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string>
 extern "C" {
 #include "kernels/kernels_cuda.h"
 }
@@ -41,4 +43,18 @@ static double relerr(const float *a, const float *b, int64_t n, int64_t *nan_cou
     *nan_count = nn;
     if (nn) return INFINITY;
     return maxb > 0 ? maxd / maxb : maxd;
+}
+// Failures and runs of the program; check() appends " what=err" (or "what=NaN(k)!") to line
+// and counts a failure (with a MISMATCH line on stderr) when err > tol or a value is non-finite.
+static int g_fail, g_runs;
+static void check(const char *tag, const char *what, const float *got, const float *ref, int64_t n, double tol,
+                  std::string &line) {
+    int64_t nn;
+    double e = relerr(got, ref, n, &nn);
+    char buf[96];
+    bool ok = e <= tol;
+    if (nn) snprintf(buf, sizeof buf, " %s=NaN(%lld)!", what, (long long)nn);
+    else snprintf(buf, sizeof buf, " %s=%.1e%s", what, e, ok ? "" : "!");
+    line += buf;
+    if (!ok) { g_fail++; fprintf(stderr, "MISMATCH %s %s relerr %g (tol %g, %lld non-finite)\n", tag, what, e, tol, (long long)nn); }
 }

@@ -13,19 +13,7 @@ uint32_t g_seed = 1234567;
 #include "simtest.h"
 
 struct Case { int causal, B, H, Nq, Nk, detach, sms, out_f32; };
-static int g_fail, g_runs;
 
-static void check(const char *tag, const char *what, const float *got, const float *ref, int64_t n, double tol,
-                  std::string &line) {
-    int64_t nn;
-    double e = relerr(got, ref, n, &nn);
-    char buf[96];
-    bool ok = e <= tol;
-    if (nn) snprintf(buf, sizeof buf, " %s=NaN(%lld)!", what, (long long)nn);
-    else snprintf(buf, sizeof buf, " %s=%.1e%s", what, e, ok ? "" : "!");
-    line += buf;
-    if (!ok) { g_fail++; fprintf(stderr, "MISMATCH %s %s relerr %g (tol %g, %lld non-finite)\n", tag, what, e, tol, (long long)nn); }
-}
 
 static void run_case(int fp16, int D, const Case &c) {
     const int B = c.B, H = c.H, Nq = c.Nq, Nk = c.Nk, C = H * D;

@@ -20,18 +20,6 @@ template <typename X> static X *dcopy(const std::vector<X> &h) {
     memcpy(p, h.data(), sizeof(X) * h.size());
     return p;
 }
-static int g_fail, g_runs;
-static void check(const char *tag, const char *what, const float *got, const float *ref, int64_t n, double tol,
-                  std::string &line) {
-    int64_t nn;
-    double e = relerr(got, ref, n, &nn);
-    char buf[96];
-    bool ok = e <= tol;
-    if (nn) snprintf(buf, sizeof buf, " %s=NaN(%lld)!", what, (long long)nn);
-    else snprintf(buf, sizeof buf, " %s=%.1e%s", what, e, ok ? "" : "!");
-    line += buf;
-    if (!ok) { g_fail++; fprintf(stderr, "MISMATCH %s %s relerr %g (tol %g, %lld non-finite)\n", tag, what, e, tol, (long long)nn); }
-}
 static std::vector<float> rnd(int64_t n, float scale, float off) {
     std::vector<float> v(n);
     for (auto &x : v) x = scale * frand() + off;
