@@ -193,15 +193,17 @@ void nn_drelease(nn_dev *g, nn_dmark m) {
     if (m.c < g->nc) g->c[m.c].used = m.used;
     for (int j = m.c + 1; j < g->nc; j++) g->c[j].used = 0;
 }
+int nn_dev_format_ok(const nn_dev *g) {
+    if (!g->bf16 || g->fp16 == cd_cuda_get_fp16()) return 0;
+    return cd_err("cuda: the 16-bit weights were made as %s but the process now computes in %s "
+                  "(cd_precision_apply after the upload)", g->fp16 ? "fp16" : "bf16", g->fp16 ? "bf16" : "fp16");
+}
+
 void nn_dev_begin(nn_dev *g) {
     nn_drelease(g, (nn_dmark){0, 0});
     g->err = 0;
     g->flops = 0;
-    if (g->bf16 && g->fp16 != cd_cuda_get_fp16()) {   // 16-bit copies read in the other format
-        cd_err("cuda: the 16-bit weights were made as %s but the process now computes in %s "
-               "(cd_precision_apply after the upload)", g->fp16 ? "fp16" : "bf16", g->fp16 ? "bf16" : "fp16");
-        g->err = 1;
-    }
+    if (nn_dev_format_ok(g)) g->err = 1;
 }
 int64_t nn_dev_arena_bytes(const nn_dev *g) {
     int64_t s = 0;

@@ -39,6 +39,9 @@ void nn_dev_free(nn_dev *g);
 // rounds its inputs (and the weights: bf16 copies made here) to bf16 and accumulates in fp32
 // (tensor cores). Attention head dims other than 40/64/80/160 stay fp32.
 int nn_dev_set_bf16(nn_dev *g, int on);
+// 0, or -1 (cd_err) when g's 16-bit copies were made in the other 16-bit format than the process
+// computes in now (cd_cuda_set_fp16 switched after the upload). nn_dev_begin checks it.
+int nn_dev_format_ok(const nn_dev *g);
 // bf16 mode only: free the fp32 copies of the frozen matrices and convolution kernels (tensors
 // of 2 or more dims; biases and norm parameters stay) that keep(ctx, host pointer) does not claim (the trainable masters), leaving their bf16 copies
 // (the UNet's frozen weights are then bf16 only on the device: SD1.5 3.4 GB -> 1.7 GB). An fp32

@@ -533,6 +533,7 @@ int cd_unet_cuda_forward_train(cd_unet_cuda *g, float *d_out, const float *d_x, 
     tstate *S = need(g);
     if (!S) return -1;
     CD_TRY(check_shape(S->u, B, H, W, Nctx));
+    CD_TRY(nn_dev_format_ok(S->d));
     S->trained = 0;
     S->B = B; S->H = H; S->W = W; S->M = Nctx; S->ckpt = S->u->ckpt;
     CD_TRY(ensure_plan(S));

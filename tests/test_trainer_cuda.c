@@ -263,6 +263,24 @@ TEST(fp16_loss_scaler) {
     fixture_close(&b);
 }
 
+// 16-bit weights are read only in the format they were made in: switching the process to fp16
+// after a bf16 upload is refused by the training forward (and by every inference forward).
+TEST(format_switch_refused) {
+    if (!tl_golden() || !have_gpu()) return;
+    fixture a;
+    CHECK_OK(fixture_open(&a, 0));
+    cd_trainer_cuda *g = NULL;
+    CHECK_OK(cd_trainer_cuda_new(&g, &a.tr, CD_PREC_BF16));
+    cd_cuda_set_fp16(1);
+    cd_train_losses ls;
+    CHECK_ERR(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL), "16-bit weights were made as bf16");
+    cd_cuda_set_fp16(0);
+    cd_cuda_status();
+    CHECK_OK(cd_trainer_cuda_accumulate(g, &a.b, &ls, NULL));
+    cd_trainer_cuda_free(g);
+    fixture_close(&a);
+}
+
 // Without fp16 the scaler is off, whatever the trainer held.
 TEST(loss_scaler_off_without_fp16) {
     if (!tl_golden() || !have_gpu()) return;
@@ -298,6 +316,7 @@ int main(void) {
     RUN(checkpointing_and_cpu_agree);
     RUN(bf16_frozen_weights_bf16_only);
     RUN(fp16_loss_scaler);
+    RUN(format_switch_refused);
     RUN(loss_scaler_off_without_fp16);
     RUN(bad_precision);
     return tl_done();
