@@ -184,6 +184,26 @@ if [ -x "$EMU" ]; then
      grep -q '"good_steps":[[:space:]]*6' "$T/ls_a" && cmp -s "$T/ls_a" "$T/ls_b"; then
     pass emu_train_cuda_fp16_scaler_resume
   else fail emu_train_cuda_fp16_scaler_resume "$(tail -1 "$T/emu16.log") / $(tail -1 "$T/emu16r.log" 2>/dev/null) (or no loss_scaler in state.json, or the resumed delta or scaler state differs)"; fi
+  # the tensor bytes of a safetensors file (after its 8-byte header length and JSON header)
+  st_data() { n=$(od -An -t u8 -N8 "$1" | tr -d ' ') && tail -c +$((n + 9)) "$1"; }
+  # An overflowed fp16 step leaves the LR schedule where it was (accelerate's scheduler skips
+  # its step when the optimizer's was skipped): resume a warmup run from a checkpoint whose
+  # saved scale (1e36) overflows every step left; steps 4-6 are skipped, each logs the LR of
+  # AdamW's step 3 (base * 3/10, where step 3 itself ran at base * 2/10), and the delta stays
+  # the checkpoint's.
+  if f16 --lr-warmup-steps 10 --max-train-steps 3 --checkpointing-steps 3 --out "$T/emu16w" >"$T/emu16w.log" 2>&1 &&
+     ck=$(ls -d "$T"/emu16w/checkpoints/checkpoint-*3 | head -1) &&
+     sed -i 's/"scale":[[:space:]]*65536/"scale": 1e36/' "$ck/state.json" && grep -q '"scale": 1e36' "$ck/state.json" &&
+     f16 --lr-warmup-steps 10 --checkpointing-steps 0 --resume "$ck" --out "$T/emu16s" >"$T/emu16s.log" 2>&1 &&
+     grep -q "fp16 loss scaling: 3 of 6 optimizer steps skipped" "$T/emu16s.log" &&
+     lr3=$(awk '$1 == "step" && $2 == 3 { print $10 }' "$T/emu16w/train.log") &&
+     awk -v lr3="$lr3" '$1 == "step" && $2 >= 4 { n++; d = $10 - 1.5 * lr3; if (d * d > 1e-12 * lr3 * lr3) bad = 1 }
+                         END { exit !(n == 3 && !bad && lr3 > 0) }' \
+       "$T/emu16s/train.log" &&
+     st_data "$T/emu16w/delta.safetensors" > "$T/d_w" && st_data "$T/emu16s/delta.safetensors" > "$T/d_s" &&
+     [ -s "$T/d_w" ] && cmp -s "$T/d_w" "$T/d_s"; then
+    pass emu_train_cuda_fp16_skip_holds_lr
+  else fail emu_train_cuda_fp16_skip_holds_lr "$(tail -1 "$T/emu16s.log" 2>/dev/null); step lines: $(grep '^step' "$T/emu16s/train.log" 2>/dev/null | awk '{print $2, $10}' | tr '\n' ' ')"; fi
 else echo "SKIP emu_train_cuda: $EMU not built"; fi
 # A CUDA build on a machine without a GPU: --device cuda fails with a message saying so (on a GPU
 # machine it trains)
