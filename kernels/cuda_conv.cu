@@ -65,18 +65,22 @@ static int approx_algo(cudnnConvolutionBwdFilterAlgo_t a) {
 // Picks the first heuristic result that succeeded, fits the workspace limit, is not an
 // approximate (FFT/Winograd) algorithm and, in exact fp32 mode, is no tensor-op variant; an
 // exact-mode algorithm then always runs with CUDNN_FMA_MATH (DEFAULT_MATH would allow TF32).
+// Deterministic algorithms first (cuDNN ranks e.g. BWD_DATA_ALGO_0, which accumulates with
+// atomics, high): a non-deterministic one only when no deterministic one qualifies.
 #define PICK_ALGO(results, count, exact, algo_out, math_out, ws_out)                              \
     do {                                                                                         \
         int found_ = 0;                                                                          \
-        for (int i_ = 0; i_ < (count) && !found_; i_++) {                                        \
-            if (results[i_].status != CUDNN_STATUS_SUCCESS || results[i_].memory > WS_LIMIT) continue; \
-            if (approx_algo(results[i_].algo)) continue;                                         \
-            if ((exact) && (results[i_].mathType == CUDNN_TENSOR_OP_MATH ||                      \
-                            results[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue; \
-            algo_out = results[i_].algo; ws_out = results[i_].memory;                            \
-            math_out = (exact) ? CUDNN_FMA_MATH : results[i_].mathType;                          \
-            found_ = 1;                                                                          \
-        }                                                                                        \
+        for (int pass_ = 0; pass_ < 2 && !found_; pass_++)                                       \
+            for (int i_ = 0; i_ < (count) && !found_; i_++) {                                    \
+                if (results[i_].status != CUDNN_STATUS_SUCCESS || results[i_].memory > WS_LIMIT) continue; \
+                if (approx_algo(results[i_].algo)) continue;                                     \
+                if (pass_ == 0 && results[i_].determinism != CUDNN_DETERMINISTIC) continue;      \
+                if ((exact) && (results[i_].mathType == CUDNN_TENSOR_OP_MATH ||                  \
+                                results[i_].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue; \
+                algo_out = results[i_].algo; ws_out = results[i_].memory;                        \
+                math_out = (exact) ? CUDNN_FMA_MATH : results[i_].mathType;                      \
+                found_ = 1;                                                                      \
+            }                                                                                    \
         if (!found_) { cd_cuda_fail(__FILE__, __LINE__, "cudnn algorithm", "no usable algorithm"); return NULL; } \
     } while (0)
 
