@@ -73,18 +73,50 @@ EMU_LIB_OBJ := $(filter-out $(BUILD)/obj/model/%_cuda.o $(BUILD)/obj/%.cu.o,$(LI
                $(patsubst %.c,$(EMU)/obj/%.o,$(wildcard model/*_cuda.c kernels/emu/*.c))
 EMU_BINS  := $(foreach s,$(EMU_STAGES),$(if $(wildcard $(s)/*.c),$(EMU)/bin/customdiff-$(s)))
 
+# CPU simulation of the real CUDA source (tests/cudasim/, see tests/test_cudasim.sh): every
+# kernels/*.cu rewritten by tests/cudasim/rewrite.py (launches and __shared__ only) and compiled
+# by g++ with the simulator (cusim.h: CUDA threads as fibers, WMMA, shuffles, atomics), mocks
+# of the CUDA runtime, cuBLAS and cuDNN written from NVIDIA's documented semantics
+# (tests/cudasim/cudart.cpp, cublas.cpp, cudnn.cpp: they check every call's arguments and
+# address ranges), and the GPU-side model code built with CD_CUDA (not the emulation). Into
+# $(BUILD)/sim: customdiff-{verify,train,sample} and tests/test_*_cuda. Needs CUDA's headers
+# only (no GPU, no CUDA library); left out when they are missing.
+SIM       := $(BUILD)/sim
+SIM_OK    := $(if $(wildcard $(CUDA_HOME)/include/cuda_bf16.h $(CUDA_HOME)/include/cudnn.h),1)
+SIM_CFLAGS = $(filter-out -I$(CUDA_HOME)/include,$(CFLAGS)) -DCD_CUDA=1 -DCD_CUDA_SIM=1
+SIM_CXXFLAGS = -std=c++17 -O2 -g -pthread -MMD -MP -I tests/cudasim -I . -I $(CUDA_HOME)/include \
+               -Wall -Wno-unknown-pragmas -Wno-unused-function -Wno-class-memaccess -ffp-contract=fast \
+               $(if $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo y),-mfma)
+SIM_MOCKS := $(wildcard tests/cudasim/cusim.cpp tests/cudasim/cudart.cpp tests/cudasim/cublas.cpp tests/cudasim/cudnn.cpp)
+SIM_LIB   := $(SIM)/libcustomdiff-sim.a
+SIM_LIB_OBJ := $(filter-out $(BUILD)/obj/model/%_cuda.o $(BUILD)/obj/%.cu.o,$(LIB_OBJ)) \
+               $(patsubst %.c,$(SIM)/obj/%.o,$(wildcard model/*_cuda.c)) \
+               $(patsubst %.cu,$(SIM)/obj/%.cu.o,$(wildcard kernels/*.cu)) \
+               $(patsubst %.cpp,$(SIM)/obj/%.o,$(SIM_MOCKS))
+SIM_TESTS_C := $(wildcard tests/test_*_cuda.c)
+SIM_TESTS := $(if $(SIM_OK),$(SIM_TESTS_C:tests/%.c=$(SIM)/tests/%))
+SIM_BINS  := $(if $(SIM_OK),$(foreach s,$(EMU_STAGES),$(SIM)/bin/customdiff-$(s)))
+# the simulator's own test programs (tests/test_cudasim.sh runs them): the mocks against
+# hand-worked cases (test_cublas, test_cudnn, test_graph); one kernel file against its CPU
+# reference with stand-ins for the runtime's helpers (tests/cudasim/stubs.cpp): test (the 16-bit
+# flash attention), test_norm
+SIM_PROGS := $(if $(SIM_OK),$(patsubst tests/cudasim/%.cpp,$(SIM)/cudasim/%,$(wildcard tests/cudasim/test*.cpp)))
+SIM_RT    := $(patsubst %.cpp,$(SIM)/obj/%.o,$(wildcard tests/cudasim/cusim.cpp tests/cudasim/cudart.cpp))
+
 # Keep test/bench objects (made through chained pattern rules, make would delete them as
 # intermediates). Only these: a blanket .SECONDARY would let a missing library object
 # (a new core/*.c) go unbuilt when the archive is newer than its source.
 .SECONDARY: $(TESTS_C:%.c=$(BUILD)/obj/%.o) $(BENCH_C:%.c=$(BUILD)/obj/%.o) $(TEST_SUPPORT_OBJ) \
-            $(EMU_TESTS_C:%.c=$(EMU)/obj/%.o)
-.PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target emu
+            $(EMU_TESTS_C:%.c=$(EMU)/obj/%.o) $(SIM_TESTS_C:%.c=$(SIM)/obj/%.o) \
+            $(patsubst %.cu,$(SIM)/gen/%.cpp,$(wildcard kernels/*.cu)) $(patsubst %.cpp,$(SIM)/obj/%.o,$(wildcard tests/cudasim/*.cpp))
+.PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target emu sim
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
 # make / make all: install missing Debian packages first (make deps), then build in parallel.
 all: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) build
-build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) emu print-target
+build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) emu sim print-target
 emu: $(EMU_BINS) $(EMU_TESTS)
+sim: $(SIM_BINS) $(SIM_TESTS) $(SIM_PROGS)
 
 print-target:
 	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 code + compute_80 PTX: Hopper natively, Ampere and newer by JIT) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
@@ -142,6 +174,47 @@ $(EMU)/tests/%: $(EMU)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(EMU_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(EMU_CFLAGS) $^ -o $@ $(LDLIBS_HOST)
 
+# the CPU simulation of the CUDA source (see SIM above)
+$(SIM)/gen/%.cpp: %.cu tests/cudasim/rewrite.py
+	@mkdir -p $(dir $@)
+	@python3 tests/cudasim/rewrite.py $< $@ > /dev/null
+$(SIM)/obj/%.cu.o: $(SIM)/gen/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIM_CXXFLAGS) -include cusim.h -c $< -o $@
+$(SIM)/obj/tests/cudasim/%.o: tests/cudasim/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIM_CXXFLAGS) -c $< -o $@
+$(SIM)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SIM_CFLAGS) -c $< -o $@
+$(SIM_LIB): $(SIM_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+define sim_stage_rule
+$(SIM)/bin/customdiff-$(1): $(patsubst %.c,$(SIM)/obj/%.o,$(wildcard $(1)/*.c)) $(SIM_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(SIM_CFLAGS) $$^ -o $$@ $$(LDLIBS_HOST)
+endef
+$(foreach s,$(EMU_STAGES),$(eval $(call sim_stage_rule,$(s))))
+$(SIM)/cudasim/test_%: $(SIM)/obj/tests/cudasim/test_%.o $(SIM)/obj/tests/cudasim/%.o $(SIM_RT)
+	@mkdir -p $(dir $@)
+	$(CXX) -pthread $^ -o $@ -lopenblas -lm
+$(SIM)/cudasim/test_graph: $(SIM)/obj/tests/cudasim/test_graph.o $(SIM_RT)
+	@mkdir -p $(dir $@)
+	$(CXX) -pthread $^ -o $@ -lm
+$(SIM)/cudasim/test: $(SIM)/obj/tests/cudasim/test.o $(SIM)/obj/kernels/cuda_attention_bf16.cu.o $(SIM_RT) \
+                     $(SIM)/obj/tests/cudasim/stubs.o $(BUILD)/obj/kernels/attention_cpu.o
+	@mkdir -p $(dir $@)
+	$(CXX) -pthread -fopenmp $^ -o $@ -lm
+$(SIM)/cudasim/test_norm: $(SIM)/obj/tests/cudasim/test_norm.o $(SIM)/obj/kernels/cuda_norm.cu.o $(SIM_RT) \
+                          $(SIM)/obj/tests/cudasim/stubs.o $(BUILD)/obj/kernels/norm_cpu.o $(BUILD)/obj/kernels/groupnorm_cpu.o
+	@mkdir -p $(dir $@)
+	$(CXX) -pthread -fopenmp $^ -o $@ -lm
+$(SIM)/tests/%: $(SIM)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(SIM_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(SIM_CFLAGS) $^ -o $@ $(LDLIBS_HOST)
+
 # loopback server (pre): the standalone test HTTP server used by the demo and bench_download
 $(BUILD)/tests/httpd: $(BUILD)/obj/tests/tools/httpd_main.o $(BUILD)/obj/tests/httpd.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -179,4 +252,4 @@ include $(MANIFEST)
 include manifests/run.mk
 endif
 
--include $(shell find $(BUILD)/obj $(EMU)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(EMU)/obj $(SIM)/obj -name '*.d' 2>/dev/null)

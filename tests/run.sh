@@ -52,6 +52,17 @@ if [ "$mode" = cpu ]; then
     run_one "emu/$n" env BUILD="$BUILD/emu" "$t"
   done
 fi
+# The same GPU-side tests on the CPU simulation of the real CUDA source (tests/cudasim/, built
+# by the Makefile into $BUILD/sim; see tests/test_cudasim.sh): the kernels, cuBLAS/cuDNN calls
+# and launches that a GPU would run. Only those that finish in seconds there; the rest run on a
+# GPU (make test-cuda) and by hand: BUILD=$BUILD/sim $BUILD/sim/tests/test_<name>.
+SIM_FAST="test_runtime_cuda test_fp16_cuda test_causal16_cuda test_nn16_cuda test_clip_cuda"
+if [ "$mode" = cpu ]; then
+  for n in $SIM_FAST; do
+    t=$BUILD/sim/tests/$n
+    [ -x "$t" ] && run_one "sim/$n" env BUILD="$BUILD/sim" "$t"
+  done
+fi
 for s in tests/test_*.sh; do
   [ -f "$s" ] || continue
   case "$mode:$s" in cpu:*_cuda.sh) continue;; cuda:*_cuda.sh) ;; cuda:*) continue;; esac

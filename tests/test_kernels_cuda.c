@@ -826,18 +826,7 @@ TEST(cuda_optim) {
     X(cuda_attention_fp16) X(cuda_fp16_forward) X(cuda_attention_causal_bf16) X(cuda_attention_causal_fp16)
 
 #define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
-#ifdef CD_CUDA
-// CD_TEST_ONLY="name1,name2" runs only those tests (used for compute-sanitizer runs).
-static int selected(const char *name) {
-    const char *only = getenv("CD_TEST_ONLY");
-    if (!only || !*only) return 1;
-    size_t n = strlen(name);
-    for (const char *p = strstr(only, name); p; p = strstr(p + 1, name))
-        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
-    return 0;
-}
-#endif
-#define RUN_ONE(t) if (selected(#t)) RUN(t);
+#define RUN_ONE(t) if (ctl_selected(#t)) RUN(t);
 
 #define LIST_ONE(t) printf("%s\n", #t);
 

@@ -8,6 +8,8 @@
 // Build: g++ -std=c++17 -pthread -I tests/cudasim -I . -I /usr/local/cuda/include
 //        tests/cudasim/test_cublas.cpp tests/cudasim/cublas.cpp tests/cudasim/cusim.cpp ... -lopenblas
 #include "cusim.h"
+#include <thread>
+#include <vector>
 #include <cublas_v2.h>
 #include <math.h>
 
