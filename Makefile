@@ -109,7 +109,7 @@ SIM_RT    := $(patsubst %.cpp,$(SIM)/obj/%.o,$(wildcard tests/cudasim/cusim.cpp 
 .SECONDARY: $(TESTS_C:%.c=$(BUILD)/obj/%.o) $(BENCH_C:%.c=$(BUILD)/obj/%.o) $(TEST_SUPPORT_OBJ) \
             $(EMU_TESTS_C:%.c=$(EMU)/obj/%.o) $(SIM_TESTS_C:%.c=$(SIM)/obj/%.o) \
             $(patsubst %.cu,$(SIM)/gen/%.cpp,$(wildcard kernels/*.cu)) $(patsubst %.cpp,$(SIM)/obj/%.o,$(wildcard tests/cudasim/*.cpp))
-.PHONY: all build deps test test-cuda demo asan fuzz bench clean print-target emu sim
+.PHONY: all build deps test test-cuda test-sim demo asan fuzz bench clean print-target emu sim
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
 # make / make all: install missing Debian packages first (make deps), then build in parallel.
 all: deps
@@ -228,6 +228,14 @@ test: deps
 test-cuda: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 build
 	@BUILD=$(BUILD) CD_DEVICE=cuda ./tests/run.sh cuda
+
+# make test-cuda's tests on the CPU simulation of the CUDA source (see SIM above): every GPU
+# test and customdiff-verify --device cuda on every golden set, through the real kernels and
+# the mocked cuBLAS/cuDNN. No GPU needed; slow (hours on 2 cores: each CUDA thread is a fiber).
+# make test runs the fast part of it.
+test-sim: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) build
+	@BUILD=$(SIM) ./tests/run.sh cuda
 
 asan: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan CUDA=0 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" build

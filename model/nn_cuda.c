@@ -25,6 +25,7 @@ int nn_dev_upload(nn_dev *g, cd_weights *ws, const char *what) {
     for (int i = 0; i < ws->n; i++) total += ALIGN(ws->w[i].numel * sizeof(float));
     if (total > g->wbytes) {
         cd_cuda_free(g->wbuf);
+        g->gen++;
         g->wbuf = cd_cuda_malloc(total ? total : 256);
         g->wbytes = g->wbuf ? total : 0;
         if (!g->wbuf) return cd_err("%s cuda: cannot allocate %.2f GiB for the weights", what, total / 1073741824.0);
@@ -64,6 +65,7 @@ static int restore_f32(nn_dev *g) {
     }
     if (cd_cuda_sync(g->st) || cd_cuda_status()) { cd_cuda_free(buf); return cd_err("cuda: restoring the fp32 weights failed"); }
     cd_cuda_free(g->wbuf);
+    g->gen++;
     g->wbuf = buf;
     g->wbytes = total;
     g->dropped = 0;
@@ -96,6 +98,7 @@ int nn_dev_drop_f32(nn_dev *g, int (*keep)(void *ctx, const float *h), void *ctx
     }
     if (cd_cuda_sync(g->st) || cd_cuda_status()) { cd_cuda_free(buf); return cd_err("cuda: dropping the fp32 weights failed"); }
     cd_cuda_free(g->wbuf);
+    g->gen++;
     g->wbuf = buf;
     g->wbytes = total;
     g->dropped = 1;
@@ -110,6 +113,7 @@ int nn_dev_set_bf16(nn_dev *g, int on) {
     for (int i = 0; i < g->nmap; i++) total += ALIGN(g->map[i].n * sizeof(uint16_t));
     if (total > g->wbytes16) {
         cd_cuda_free(g->wbuf16);
+        g->gen++;
         g->wbuf16 = cd_cuda_malloc(total ? total : 256);
         g->wbytes16 = g->wbuf16 ? total : 0;
         if (!g->wbuf16) return cd_err("cuda: cannot allocate %.2f GiB for bf16 weights", total / 1073741824.0);
@@ -178,6 +182,7 @@ float *nn_da(nn_dev *g, int64_t n) {
         }
         // the chunks from first_free on hold nothing live: replace them by one that fits
         for (int j = first_free; j < g->nc; j++) cd_cuda_free(g->c[j].base);
+        g->gen++;   // chunks freed or added: graphs captured over the old ones are stale
         g->nc = first_free;
         g->c = cd_realloc(g->c, (g->nc + 1) * sizeof *g->c);
         size_t sz = bytes > CHUNK_MIN ? bytes : CHUNK_MIN;

@@ -30,6 +30,8 @@ typedef struct {
     size_t wbytes16;
     int err;               // sticky for one forward: a weight not uploaded or out of memory
     double flops;          // FLOPs of GEMMs, convolutions and attention since nn_dev_begin
+    unsigned gen;          // bumped whenever a device buffer of this handle is freed or replaced:
+                           // a CUDA graph captured before holds stale pointers (re-capture)
 } nn_dev;
 
 // Upload every tensor of ws (again: after the host weights changed).

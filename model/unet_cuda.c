@@ -311,6 +311,7 @@ static int capture(cd_unet_cuda *U, float *d_out, const float *d_x, const float 
     memcpy(U->gshape, shape, sizeof shape);
     U->gbf = U->d.bf16 ? 1 + U->d.fp16 : 0;
     U->gtf = cd_cuda_get_tf32();
+    U->ggen = U->d.gen;
     return 0;
 }
 
@@ -321,7 +322,7 @@ int cd_unet_cuda_forward_graph(cd_unet_cuda *U, float *d_out, const float *d_x, 
     const void *key[4] = {d_out, d_x, d_t, d_ctx};
     int shape[4] = {B, H, W, Nctx};
     if (!U->gexec || memcmp(key, U->gkey, sizeof key) || memcmp(shape, U->gshape, sizeof shape) ||
-        U->gbf != (U->d.bf16 ? 1 + U->d.fp16 : 0) || U->gtf != cd_cuda_get_tf32())
+        U->gbf != (U->d.bf16 ? 1 + U->d.fp16 : 0) || U->gtf != cd_cuda_get_tf32() || U->ggen != U->d.gen)
         CD_TRY(capture(U, d_out, d_x, d_t, d_ctx, B, H, W, Nctx));
     if (cd_cuda_graph_launch(U->gexec, U->d.st)) return cd_errctx("unet cuda");
     return 0;

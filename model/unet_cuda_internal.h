@@ -19,6 +19,7 @@ struct cd_unet_cuda {
     void *gexec;           // the captured forward (cd_cuda_graph_*), valid for gkey
     const void *gkey[4];   // out, x, t, ctx of the capture
     int gshape[4], gbf, gtf;
+    unsigned ggen;          // U->d.gen at capture: device buffers replaced since -> re-capture
     int b16;               // the walk in progress keeps bf16 activations (bf16 mode)
     struct cd_unet_train_state *train;   // cd_unet_cuda_train_setup .. cd_unet_cuda_train_free
 };

@@ -54,13 +54,16 @@ if [ "$mode" = cpu ]; then
 fi
 # The same GPU-side tests on the CPU simulation of the real CUDA source (tests/cudasim/, built
 # by the Makefile into $BUILD/sim; see tests/test_cudasim.sh): the kernels, cuBLAS/cuDNN calls
-# and launches that a GPU would run. Only those that finish in seconds there; the rest run on a
-# GPU (make test-cuda) and by hand: BUILD=$BUILD/sim $BUILD/sim/tests/test_<name>.
-SIM_FAST="test_runtime_cuda test_fp16_cuda test_causal16_cuda test_nn16_cuda test_clip_cuda"
+# and launches that a GPU would run. Only what finishes in seconds there (NAME or
+# NAME:test1,test2 for a CD_TEST_ONLY subset); make test-sim runs them all (slow), as does a
+# GPU (make test-cuda).
+SIM_FAST="test_runtime_cuda test_fp16_cuda test_causal16_cuda test_nn16_cuda test_clip_cuda
+  test_unet_cuda:unet_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd2"
 if [ "$mode" = cpu ]; then
-  for n in $SIM_FAST; do
+  for e in $SIM_FAST; do
+    n=${e%%:*}; only=; [ "$n" != "$e" ] && only=${e#*:}
     t=$BUILD/sim/tests/$n
-    [ -x "$t" ] && run_one "sim/$n" env BUILD="$BUILD/sim" "$t"
+    [ -x "$t" ] && run_one "sim/$n" env BUILD="$BUILD/sim" CD_TEST_ONLY="$only" "$t"
   done
 fi
 for s in tests/test_*.sh; do

@@ -533,6 +533,21 @@ static cublasStatus_t gemm_impl(const char *fn, cublasHandle_t handle, cublasOpe
               fn, type_name(at), type_name(ct), (int)cm);
     if (combo != 1 || !algo_ok(algo)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+    if (cusim_capture_count) { // a capturing stream records the call (cusim_defer); host-mode scalars are read now
+        cudaStream_t st = 0;
+        with_handle(handle, [&](cublasContext *c) { st = c->stream; return CUBLAS_STATUS_SUCCESS; });
+        const bool host = pmode == CUBLAS_POINTER_MODE_HOST;
+        float ha = 0.f, hb = 0.f;
+        if (host) { memcpy(&ha, alpha, 4); memcpy(&hb, beta, 4); }
+        auto f = [=]() {
+            float a2 = ha, b2 = hb;
+            gemm_impl(fn, handle, transa, transb, m, n, k, host ? &a2 : alpha, A, at, lda, sA, B, bt, ldb, sB,
+                      host ? &b2 : beta, C, ct, ldc, sC, batch, cm, algo);
+        };
+        cudaError_t ce = cudaSuccess;
+        if (cusim_defer(st, fn, f, {A, B, C, host ? nullptr : alpha, host ? nullptr : beta}, &ce))
+            return ce == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
 
     float al, be;
     if (pmode == CUBLAS_POINTER_MODE_DEVICE) {

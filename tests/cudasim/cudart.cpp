@@ -567,6 +567,16 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
     g_caps.erase(it);
     __atomic_sub_fetch(&cusim_capture_count, 1, __ATOMIC_SEQ_CST);
     if (invalid) return ret(cudaErrorStreamCaptureInvalidated);
+    if (getenv("CUSIM_GRAPH_VERBOSE")) { // a summary of what was captured
+        size_t cnt[4] = {0, 0, 0, 0};
+        for (auto &n : nodes) cnt[n.kind]++;
+        fprintf(stderr, "cusim: captured a graph of %zu nodes on stream %p: %zu kernels, %zu library calls, %zu memsets, %zu memcpys\n",
+                nodes.size(), (void *)s, cnt[GNode::KERNEL], cnt[GNode::HOST], cnt[GNode::MEMSET], cnt[GNode::MEMCPY]);
+        for (auto &n : nodes)
+            if (n.kind == GNode::MEMCPY)
+                fprintf(stderr, "cusim:   memcpy node kind %d, %zu bytes, src %p (%s), dst %p\n", (int)n.mk, n.n, n.src,
+                        cusim_lookup(n.src, nullptr, nullptr) ? "device" : "host", n.dst);
+    }
     CUgraph_st *g = new CUgraph_st{std::move(nodes)};
     g_graphs.insert(g);
     *graph = g;

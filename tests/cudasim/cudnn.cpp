@@ -723,6 +723,18 @@ static cudnnStatus_t conv_prologue(const char *fn, Op op, const Prob &p, int alg
 #undef PF
 }
 
+// The arithmetic of a convolution call: recorded when the handle's stream is capturing (replayed
+// by cudaGraphLaunch; alpha / beta and the descriptors are copied now, as cuDNN bakes them into
+// its kernels' parameters), else run now.
+template <typename F>
+static cudnnStatus_t defer_or_run(cudnnHandle_t h, const char *fn, F f, std::initializer_list<const void *> ptrs) {
+    cudaError_t ce = cudaSuccess;
+    if (cusim_defer(h->stream, fn, f, ptrs, &ce))
+        return ce == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+    f();
+    return CUDNN_STATUS_SUCCESS;
+}
+
 extern "C" {
 
 cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t handle, const cudnnTensorDescriptor_t srcDesc,
@@ -801,10 +813,14 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
                   {y, 0, "cudnnConvolutionForward y"}};
     s = conv_prologue(__func__, OP_FWD, p, (int)algo, workSpace, workSpaceSizeInBytes, alpha, beta, sp);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    std::vector<float> X = gather(xDesc, x, p.tf32), Wf = gather_w(p, w), Y((size_t)p.N * p.K * p.P * p.Q);
-    run_fwd(p, X.data(), Wf.data(), Y.data());
-    blend_tensor(yDesc, y, Y.data(), *(const float *)alpha, *(const float *)beta);
-    return CUDNN_STATUS_SUCCESS;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const cudnnTensorStruct xs = *xDesc, ys = *yDesc;
+    auto f = [=]() {
+        std::vector<float> X = gather(&xs, x, p.tf32), Wf = gather_w(p, w), Y((size_t)p.N * p.K * p.P * p.Q);
+        run_fwd(p, X.data(), Wf.data(), Y.data());
+        blend_tensor(&ys, y, Y.data(), al, be);
+    };
+    return defer_or_run(handle, __func__, f, {x, w, y});
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha, const cudnnFilterDescriptor_t wDesc,
@@ -819,10 +835,14 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
                   {dx, 0, "cudnnConvolutionBackwardData dx"}};
     s = conv_prologue(__func__, OP_DATA, p, (int)algo, workSpace, workSpaceSizeInBytes, alpha, beta, sp);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    std::vector<float> DY = gather(dyDesc, dy, p.tf32), Wf = gather_w(p, w), DX((size_t)p.N * p.C * p.H * p.W);
-    run_data(p, DY.data(), Wf.data(), DX.data());
-    blend_tensor(dxDesc, dx, DX.data(), *(const float *)alpha, *(const float *)beta);
-    return CUDNN_STATUS_SUCCESS;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const cudnnTensorStruct dys = *dyDesc, dxs = *dxDesc;
+    auto f = [=]() {
+        std::vector<float> DY = gather(&dys, dy, p.tf32), Wf = gather_w(p, w), DX((size_t)p.N * p.C * p.H * p.W);
+        run_data(p, DY.data(), Wf.data(), DX.data());
+        blend_tensor(&dxs, dx, DX.data(), al, be);
+    };
+    return defer_or_run(handle, __func__, f, {w, dy, dx});
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha, const cudnnTensorDescriptor_t xDesc,
@@ -838,11 +858,15 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
                   {dw, 0, "cudnnConvolutionBackwardFilter dw"}};
     s = conv_prologue(__func__, OP_FILTER, p, (int)algo, workSpace, workSpaceSizeInBytes, alpha, beta, sp);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    std::vector<float> X = gather(xDesc, x, p.tf32), DY = gather(dyDesc, dy, p.tf32);
-    std::vector<float> DW((size_t)p.K * p.Cg * p.R * p.S);
-    run_filter(p, X.data(), DY.data(), DW.data());
-    blend_filter(p, dw, DW.data(), *(const float *)alpha, *(const float *)beta);
-    return CUDNN_STATUS_SUCCESS;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const cudnnTensorStruct xs = *xDesc, dys = *dyDesc;
+    auto f = [=]() {
+        std::vector<float> X = gather(&xs, x, p.tf32), DY = gather(&dys, dy, p.tf32);
+        std::vector<float> DW((size_t)p.K * p.Cg * p.R * p.S);
+        run_filter(p, X.data(), DY.data(), DW.data());
+        blend_filter(p, dw, DW.data(), al, be);
+    };
+    return defer_or_run(handle, __func__, f, {x, dy, dw});
 }
 
 } // extern "C"
