@@ -15,6 +15,7 @@
 #include <atomic>
 #include <set>
 #include <unordered_map>
+#include <vector>
 #include <map>
 #include <memory>
 #include <thread>
@@ -327,6 +328,32 @@ cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *f
 static std::unordered_map<void *, size_t> &g_allocs = *new std::unordered_map<void *, size_t>();
 static size_t g_allocated;
 
+// Freed blocks stay allocated (NaN-filled, unregistered) in a FIFO of up to CUSIM_QUARANTINE_MB
+// (default 512) before going back to the C heap, as ASan's quarantine does: a new cudaMalloc then
+// gets another address, so a stale pointer (a graph node over a replaced buffer) faults in the
+// registry instead of silently reading the new owner's memory.
+static void quarantine(void *p, size_t n) {
+    static std::mutex mu;
+    static std::vector<std::pair<void *, size_t>> &q = *new std::vector<std::pair<void *, size_t>>();
+    static size_t held, head;
+    static size_t cap = [] {
+        const char *e = getenv("CUSIM_QUARANTINE_MB");
+        return (size_t)(e ? atol(e) : 512) << 20;
+    }();
+    std::lock_guard<std::mutex> l(mu);
+    q.emplace_back(p, n);
+    held += n;
+    while (held > cap && head < q.size()) {
+        free(q[head].first);
+        held -= q[head].second;
+        head++;
+    }
+    if (head > 1024 && head * 2 > q.size()) {
+        q.erase(q.begin(), q.begin() + head);
+        head = 0;
+    }
+}
+
 cudaError_t cudaMalloc(void **p, size_t size) {
     if (!p) return ret(cudaErrorInvalidValue);
     *p = nullptr;
@@ -365,7 +392,7 @@ cudaError_t cudaFree(void *p) {
     }
     cusim_unregister(p);
     memset(p, 0xFF, n); // a stale device pointer reads NaN
-    free(p);
+    quarantine(p, n);
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t size) {
