@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string>
+#include "expect.h"
 extern "C" {
 #include "kernels/kernels_cuda.h"
 }
@@ -46,7 +47,6 @@ static double relerr(const float *a, const float *b, int64_t n, int64_t *nan_cou
 }
 // Failures and runs of the program; check() appends " what=err" (or "what=NaN(k)!") to line
 // and counts a failure (with a MISMATCH line on stderr) when err > tol or a value is non-finite.
-static int g_fail, g_runs;
 static void check(const char *tag, const char *what, const float *got, const float *ref, int64_t n, double tol,
                   std::string &line) {
     int64_t nn;

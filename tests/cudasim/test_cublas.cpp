@@ -13,17 +13,7 @@
 #include <cublas_v2.h>
 #include <math.h>
 
-static int g_runs, g_fail;
-#define EXPECT(cond, ...)                                                                                              \
-    do {                                                                                                               \
-        g_runs++;                                                                                                      \
-        if (!(cond)) {                                                                                                 \
-            g_fail++;                                                                                                  \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-        }                                                                                                              \
-    } while (0)
+#include "expect.h"
 #define EXPECT_ST(call, want)                                                                                          \
     do {                                                                                                               \
         cublasStatus_t st_ = (call);                                                                                   \

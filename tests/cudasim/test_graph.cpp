@@ -5,17 +5,7 @@
 // Build: g++ with SIM_CXXFLAGS, linked with cusim.o and cudart.o (no kernels/ code).
 #include "cusim.h"
 
-static int g_runs, g_fail;
-#define EXPECT(cond, ...)                                                                 \
-    do {                                                                                  \
-        g_runs++;                                                                         \
-        if (!(cond)) {                                                                    \
-            g_fail++;                                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-        }                                                                                 \
-    } while (0)
+#include "expect.h"
 #define EXPECT_ERR(call, want)                                                            \
     do {                                                                                  \
         cudaError_t e_ = (call);                                                          \
