@@ -86,7 +86,9 @@ SIM_OK    := $(if $(wildcard $(CUDA_HOME)/include/cuda_bf16.h $(CUDA_HOME)/inclu
 SIM_CFLAGS = $(filter-out -I$(CUDA_HOME)/include,$(CFLAGS)) -DCD_CUDA=1 -DCD_CUDA_SIM=1
 SIM_CXXFLAGS = -std=c++17 -O2 -g -pthread -MMD -MP -I tests/cudasim -I . -I $(CUDA_HOME)/include \
                -Wall -Wno-unknown-pragmas -Wno-unused-function -Wno-class-memaccess -ffp-contract=fast \
-               $(if $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo y),-mfma)
+               $(if $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo y),-mfma) $(SIM_SAN)
+# make asan: the simulation is built with the same sanitizers (cusim.cpp then annotates fiber switches)
+SIM_SAN   := $(filter -fsanitize=% -fno-omit-frame-pointer,$(OPT))
 SIM_MOCKS := $(wildcard tests/cudasim/cusim.cpp tests/cudasim/cudart.cpp tests/cudasim/cublas.cpp tests/cudasim/cudnn.cpp)
 SIM_LIB   := $(SIM)/libcustomdiff-sim.a
 SIM_LIB_OBJ := $(filter-out $(BUILD)/obj/model/%_cuda.o $(BUILD)/obj/%.cu.o,$(LIB_OBJ)) \
@@ -199,18 +201,18 @@ endef
 $(foreach s,$(EMU_STAGES),$(eval $(call sim_stage_rule,$(s))))
 $(SIM)/cudasim/test_%: $(SIM)/obj/tests/cudasim/test_%.o $(SIM)/obj/tests/cudasim/%.o $(SIM_RT)
 	@mkdir -p $(dir $@)
-	$(CXX) -pthread $^ -o $@ -lopenblas -lm
+	$(CXX) -pthread $(SIM_SAN) $^ -o $@ -lopenblas -lm
 $(SIM)/cudasim/test_graph: $(SIM)/obj/tests/cudasim/test_graph.o $(SIM_RT)
 	@mkdir -p $(dir $@)
-	$(CXX) -pthread $^ -o $@ -lm
+	$(CXX) -pthread $(SIM_SAN) $^ -o $@ -lm
 $(SIM)/cudasim/test: $(SIM)/obj/tests/cudasim/test.o $(SIM)/obj/kernels/cuda_attention_bf16.cu.o $(SIM_RT) \
                      $(SIM)/obj/tests/cudasim/stubs.o $(BUILD)/obj/kernels/attention_cpu.o
 	@mkdir -p $(dir $@)
-	$(CXX) -pthread -fopenmp $^ -o $@ -lm
+	$(CXX) -pthread -fopenmp $(SIM_SAN) $^ -o $@ -lm
 $(SIM)/cudasim/test_norm: $(SIM)/obj/tests/cudasim/test_norm.o $(SIM)/obj/kernels/cuda_norm.cu.o $(SIM_RT) \
                           $(SIM)/obj/tests/cudasim/stubs.o $(BUILD)/obj/kernels/norm_cpu.o $(BUILD)/obj/kernels/groupnorm_cpu.o
 	@mkdir -p $(dir $@)
-	$(CXX) -pthread -fopenmp $^ -o $@ -lm
+	$(CXX) -pthread -fopenmp $(SIM_SAN) $^ -o $@ -lm
 $(SIM)/tests/%: $(SIM)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(SIM_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(SIM_CFLAGS) $^ -o $@ $(LDLIBS_HOST)
