@@ -46,22 +46,10 @@ typedef struct { const char *name; void (*fn)(void); } ctl_test;
 #define CTL_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 // Runs tests[n] and returns 1 when a GPU answers; else prints "SKIP name: why" for each and returns 0.
-// CD_TEST_ONLY="name1,name2" runs only those tests (compute-sanitizer runs; the CPU
-// simulation's subset in tests/run.sh); unset or empty: all.
-static inline int ctl_selected(const char *name) {
-    const char *only = getenv("CD_TEST_ONLY");
-    if (!only || !*only) return 1;
-    size_t n = strlen(name);
-    for (const char *p = strstr(only, name); p; p = strstr(p + 1, name))
-        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
-    return 0;
-}
-
 static inline int ctl_run_all(const ctl_test *tests, int n, int show_device) {
     char why[256];
     if (ctl_have_gpu(why, sizeof why, show_device)) {
-        for (int i = 0; i < n; i++)
-            if (ctl_selected(tests[i].name)) tl_run(tests[i].name, tests[i].fn);
+        for (int i = 0; i < n; i++) tl_run(tests[i].name, tests[i].fn);   // (CD_TEST_ONLY: tl_run)
         return 1;
     }
     for (int i = 0; i < n; i++) printf("SKIP %s: %s\n", tests[i].name, why);

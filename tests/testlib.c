@@ -25,7 +25,19 @@ void tl_skip(const char *why) {
     snprintf(tl_why, sizeof tl_why, "%s", why);
 }
 
+// CD_TEST_ONLY="name1,name2": only those tests run (compute-sanitizer runs, the CPU simulation's
+// subset in tests/run.sh); unset or empty: all.
+static int selected(const char *name) {
+    const char *only = getenv("CD_TEST_ONLY");
+    if (!only || !*only) return 1;
+    size_t n = strlen(name);
+    for (const char *p = strstr(only, name); p; p = strstr(p + 1, name))
+        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
+    return 0;
+}
+
 void tl_run(const char *name, void (*fn)(void)) {
+    if (!selected(name)) return;
     tl_failed_now = 0;
     tl_skipped_now = 0;
     tl_why[0] = 0;

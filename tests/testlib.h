@@ -12,7 +12,7 @@
 extern int tl_failed_now;     // the running test has failed
 extern char tl_why[1024];
 void tl_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void tl_run(const char *name, void (*fn)(void));
+void tl_run(const char *name, void (*fn)(void));   // skipped silently when CD_TEST_ONLY names others
 void tl_skip(const char *why);  // mark the running test skipped (prints SKIP)
 int tl_done(void);            // exit code: 1 if any test failed
 
