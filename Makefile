@@ -101,17 +101,19 @@ SIM_TESTS_C := $(wildcard tests/test_*_cuda.c)
 SIM_TESTS := $(if $(SIM_OK),$(SIM_TESTS_C:tests/%.c=$(SIM)/tests/%))
 SIM_BINS  := $(if $(SIM_OK),$(foreach s,$(EMU_STAGES),$(SIM)/bin/customdiff-$(s)))
 # the simulator's own test programs (tests/test_cudasim.sh runs them): the mocks against
-# hand-worked cases (test_cublas, test_cudnn, test_graph); one kernel file against its CPU
-# reference with stand-ins for the runtime's helpers (tests/cudasim/stubs.cpp): test (the 16-bit
-# flash attention), test_norm
+# hand-worked cases (test_cublas, test_cudnn, test_graph); kernels against their CPU references
+# through the whole simulated library: test (the 16-bit flash attention), test_norm
 SIM_PROGS := $(if $(SIM_OK),$(patsubst tests/cudasim/%.cpp,$(SIM)/cudasim/%,$(wildcard tests/cudasim/test*.cpp)))
 SIM_RT    := $(patsubst %.cpp,$(SIM)/obj/%.o,$(wildcard tests/cudasim/cusim.cpp tests/cudasim/cudart.cpp))
+# the GPU benchmarks through the simulation: a smoke run (--tiny) before a GPU's minutes are spent
+SIM_BENCH_C := $(wildcard bench/bench_*_cuda.c)
+SIM_BENCHES := $(if $(SIM_OK),$(SIM_BENCH_C:bench/%.c=$(SIM)/bench/%))
 
 # Keep test/bench objects (made through chained pattern rules, make would delete them as
 # intermediates). Only these: a blanket .SECONDARY would let a missing library object
 # (a new core/*.c) go unbuilt when the archive is newer than its source.
 .SECONDARY: $(TESTS_C:%.c=$(BUILD)/obj/%.o) $(BENCH_C:%.c=$(BUILD)/obj/%.o) $(TEST_SUPPORT_OBJ) \
-            $(EMU_TESTS_C:%.c=$(EMU)/obj/%.o) $(SIM_TESTS_C:%.c=$(SIM)/obj/%.o) \
+            $(EMU_TESTS_C:%.c=$(EMU)/obj/%.o) $(SIM_TESTS_C:%.c=$(SIM)/obj/%.o) $(SIM_BENCH_C:%.c=$(SIM)/obj/%.o) \
             $(patsubst %.cu,$(SIM)/gen/%.cpp,$(wildcard kernels/*.cu)) $(patsubst %.cpp,$(SIM)/obj/%.o,$(wildcard tests/cudasim/*.cpp))
 .PHONY: all build deps test test-cuda test-sim demo asan fuzz bench clean print-target emu sim
 TOOLS   := $(if $(wildcard tests/tools/httpd_main.c),$(BUILD)/tests/httpd)
@@ -120,7 +122,7 @@ all: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) build
 build: $(BINS) $(TESTS) $(BENCHES) $(TOOLS) emu sim print-target
 emu: $(EMU_BINS) $(EMU_TESTS)
-sim: $(SIM_BINS) $(SIM_TESTS) $(SIM_PROGS)
+sim: $(SIM_BINS) $(SIM_TESTS) $(SIM_PROGS) $(SIM_BENCHES)
 
 print-target:
 	@if [ "$(CUDA)" = 1 ]; then echo "customdiff: built with CUDA (sm_90 code + compute_80 PTX: Hopper natively, Ampere and newer by JIT) from $(NVCC)"; else echo "customdiff: built CPU-only (CUDA=0)"; fi
@@ -207,15 +209,13 @@ $(SIM)/cudasim/test_%: $(SIM)/obj/tests/cudasim/test_%.o $(SIM)/obj/tests/cudasi
 $(SIM)/cudasim/test_graph: $(SIM)/obj/tests/cudasim/test_graph.o $(SIM_RT)
 	@mkdir -p $(dir $@)
 	$(CXX) -pthread $(SIM_SAN) $^ -o $@ -lm
-$(SIM)/cudasim/test: $(SIM)/obj/tests/cudasim/test.o $(SIM)/obj/kernels/cuda_attention_bf16.cu.o $(SIM_RT) \
-                     $(SIM)/obj/tests/cudasim/stubs.o $(BUILD)/obj/kernels/attention_cpu.o
+$(SIM)/cudasim/test $(SIM)/cudasim/test_norm: $(SIM)/cudasim/%: $(SIM)/obj/tests/cudasim/%.o $(SIM_LIB)
 	@mkdir -p $(dir $@)
-	$(CXX) -pthread -fopenmp $(SIM_SAN) $^ -o $@ -lm
-$(SIM)/cudasim/test_norm: $(SIM)/obj/tests/cudasim/test_norm.o $(SIM)/obj/kernels/cuda_norm.cu.o $(SIM_RT) \
-                          $(SIM)/obj/tests/cudasim/stubs.o $(BUILD)/obj/kernels/norm_cpu.o $(BUILD)/obj/kernels/groupnorm_cpu.o
-	@mkdir -p $(dir $@)
-	$(CXX) -pthread -fopenmp $(SIM_SAN) $^ -o $@ -lm
+	$(CXX) -pthread -fopenmp $(SIM_SAN) $^ -o $@ $(LDLIBS_HOST)
 $(SIM)/tests/%: $(SIM)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(SIM_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(SIM_CFLAGS) $^ -o $@ $(LDLIBS_HOST)
+$(SIM)/bench/%: $(SIM)/obj/bench/%.o $(SIM_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(SIM_CFLAGS) $^ -o $@ $(LDLIBS_HOST)
 

@@ -26,15 +26,17 @@
 // rate; the counted FLOPs with recomputation are printed beside.
 //
 // Output: a markdown table and one machine-readable line per configuration:
-//   train_step prec=bf16 latents=cached ckpt=0 ms=.. tflops=.. pct_gemm=.. peak_gib=..
-//              planned_gib=.. tflop=.. tflop_counted=.. s250=.. loss=..
+//   train_step prec=bf16 det=0 latents=cached ckpt=0 ms=.. tflops=.. pct_gemm=.. peak_gib=..
+//              planned_gib=.. tflop=.. tflop_counted=.. s250=.. loss=.. [vs_default=..]
 // peak_gib: the most bytes allocated through cd_cuda_malloc during the configuration's steps
 // (weights of all three networks, optimizer state, activation heaps, buffers; not cuBLAS/cuDNN
 // workspaces), with the UNet's training state rebuilt first; planned_gib: the UNet training
 // heap that cd_unet_cuda_train_plan computes on the host for that configuration.
 //   gemm_bf16_tflops X
 // Usage: bench_train_cuda [--tiny] [--iters N=10] [--warmup N=3] [--prec bf16,tf32]
-//                         [--no-uncached] [--no-ckpt] [--time-limit S=150]
+//                         [--no-uncached] [--no-ckpt] [--no-det] [--time-limit S=150]
+// --no-det: leave out the deterministic-mode row (cached, no checkpointing; its machine line
+// adds vs_default=, its time over the default mode's).
 // --time-limit: no configuration starts after S seconds from the program's start.
 // --tiny: tiny-sd shapes (a smoke run, e.g. under the host emulation kernels/emu/).
 #include <math.h>
@@ -88,7 +90,7 @@ static double vae_encoder_flops(const cd_vae_config *c, int B, int H, int W) {
 #ifdef CD_CUDA
 
 typedef struct {
-    int tiny, iters, warmup, uncached, ckpt;
+    int tiny, iters, warmup, uncached, ckpt, det;
     double time_limit;
     char prec[64];
 } opts;
@@ -340,7 +342,7 @@ static void parse_args(opts *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     o->iters = 10;
     o->warmup = 3;
-    o->uncached = o->ckpt = 1;
+    o->uncached = o->ckpt = o->det = 1;
     o->time_limit = 150;
     snprintf(o->prec, sizeof o->prec, "bf16,tf32");
     for (int i = 1; i < argc; i++) {
@@ -348,6 +350,7 @@ static void parse_args(opts *o, int argc, char **argv) {
         if (!strcmp(a, "--tiny")) o->tiny = 1;
         else if (!strcmp(a, "--no-uncached")) o->uncached = 0;
         else if (!strcmp(a, "--no-ckpt")) o->ckpt = 0;
+        else if (!strcmp(a, "--no-det")) o->det = 0;
         else if (!strcmp(a, "--iters")) { o->iters = atoi(v); i++; }
         else if (!strcmp(a, "--warmup")) { o->warmup = atoi(v); i++; }
         else if (!strcmp(a, "--time-limit")) { o->time_limit = atof(v); i++; }
@@ -374,11 +377,31 @@ static int set_precision(bench *b, const char *p) {
     return 0;
 }
 
-// Every configuration of one precision: rows of the table and machine-readable lines.
+// One row of the table and its machine-readable line. useful: the FLOPs the rate is measured by.
+static void print_result(const char *p, int det, int unc, int ck, const result *r, double useful, double gemm,
+                         double ms_default) {
+    double tfs = useful / r->ms / 1e9, pct = gemm > 0 ? 100 * tfs * 1e3 / gemm : 0;
+    printf("| %s%s | %s | %s | %.2f | %.4g | %.1f%% | %.3f (%.3f counted) | %.2f / %.2f | %.1f |\n", p,
+           det ? " deterministic" : "", unc ? "not cached" : "cached", ck ? "on" : "off", r->ms, tfs, pct,
+           useful / 1e12, r->flops_counted / 1e12, r->planned / 1073741824.0, r->peak / 1073741824.0, 250 * r->ms / 1e3);
+    printf("train_step prec=%s det=%d latents=%s ckpt=%d ms=%.3f tflops=%.4g pct_gemm=%.1f peak_gib=%.3f "
+           "planned_gib=%.3f tflop=%.4g tflop_counted=%.4g s250=%.2f loss=%.4g", p, det,
+           unc ? "uncached" : "cached", ck, r->ms, tfs, pct, r->peak / 1073741824.0, r->planned / 1073741824.0,
+           useful / 1e12, r->flops_counted / 1e12, 250 * r->ms / 1e3, r->loss);
+    if (det && ms_default > 0) printf(" vs_default=%.3f", r->ms / ms_default);
+    printf("\n");
+    fflush(stdout);
+}
+
+// Every configuration of one precision: rows of the table and machine-readable lines; then,
+// unless --no-det, the cached step without checkpointing again in deterministic mode
+// (cd_cuda_set_deterministic: the attention backward without float atomics), with its time
+// relative to the default mode's.
 static int run_precision(bench *b, const opts *o, const char *p, double gemm, double t_start) {
     if (set_precision(b, p)) { printf("| %s | FAILED: %s |\n", p, cd_errmsg()); return -1; }
-    double base_flops = 0;   // FLOPs of the cached step without checkpointing (the model's work)
+    double base_flops = 0, base_ms = 0;   // the cached step without checkpointing (the model's work)
     int rc = 0;
+    const int half = !strcmp(p, "bf16") || !strcmp(p, "fp16");
     for (int unc = 0; unc <= o->uncached; unc++) {
         if (unc && !b->gv) { printf("| %s | not cached | skipped: no VAE encoder on the device |\n", p); continue; }
         for (int ck = 0; ck <= o->ckpt; ck++) {
@@ -389,27 +412,33 @@ static int run_precision(bench *b, const opts *o, const char *p, double gemm, do
             }
             cd_unet_set_checkpointing(b->u, ck);
             result r = {0};
-            r.planned = (double)cd_unet_cuda_train_plan(b->u, !strcmp(p, "bf16") || !strcmp(p, "fp16"), b->B, b->h, b->w, b->L, NULL);
+            r.planned = (double)cd_unet_cuda_train_plan(b->u, half, b->B, b->h, b->w, b->L, NULL);
             if (measure(b, o, unc, &r)) {
                 printf("| %s | %s | %s | FAILED: %s |\n", p, unc ? "not cached" : "cached", ck ? "on" : "off", cd_errmsg());
                 rc = -1;
                 continue;
             }
-            if (!ck && !unc) base_flops = r.flops_counted;
+            if (!ck && !unc) { base_flops = r.flops_counted; base_ms = r.ms; }
             double useful = base_flops > 0 ? base_flops + (unc ? vae_encoder_flops(&b->vcfg, b->B, b->H, b->W) : 0)
                                            : r.flops_counted;
-            double tfs = useful / r.ms / 1e9, pct = gemm > 0 ? 100 * tfs * 1e3 / gemm : 0;
-            printf("| %s | %s | %s | %.2f | %.4g | %.1f%% | %.3f (%.3f counted) | %.2f / %.2f | %.1f |\n", p,
-                   unc ? "not cached" : "cached", ck ? "on" : "off", r.ms, tfs, pct, useful / 1e12,
-                   r.flops_counted / 1e12, r.planned / 1073741824.0, r.peak / 1073741824.0, 250 * r.ms / 1e3);
-            printf("train_step prec=%s latents=%s ckpt=%d ms=%.3f tflops=%.4g pct_gemm=%.1f peak_gib=%.3f "
-                   "planned_gib=%.3f tflop=%.4g tflop_counted=%.4g s250=%.2f loss=%.4g\n",
-                   p, unc ? "uncached" : "cached", ck, r.ms, tfs, pct, r.peak / 1073741824.0,
-                   r.planned / 1073741824.0, useful / 1e12, r.flops_counted / 1e12, 250 * r.ms / 1e3, r.loss);
-            fflush(stdout);
+            print_result(p, 0, unc, ck, &r, useful, gemm, 0);
         }
     }
     cd_unet_set_checkpointing(b->u, 0);
+    if (o->det && base_ms > 0) {
+        if (now() - t_start > o->time_limit) {
+            printf("| %s deterministic | cached | off | skipped: --time-limit %.0f s reached |\n", p, o->time_limit);
+            return rc;
+        }
+        cd_cuda_set_deterministic(1);
+        result r = {0};
+        r.planned = (double)cd_unet_cuda_train_plan(b->u, half, b->B, b->h, b->w, b->L, NULL);
+        if (measure(b, o, 0, &r)) {
+            printf("| %s deterministic | cached | off | FAILED: %s |\n", p, cd_errmsg());
+            rc = -1;
+        } else print_result(p, 1, 0, 0, &r, base_flops, gemm, base_ms);
+        cd_cuda_set_deterministic(0);
+    }
     return rc;
 }
 

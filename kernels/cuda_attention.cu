@@ -14,6 +14,11 @@
 // Backward: grid (key tiles, query splits, B*H); each block keeps dK, dV of its 64 keys in
 // registers over its query tiles, recomputes P from lse, and adds its dQ contribution
 // with atomicAdd (dq, dk, dv are zeroed first; query splits also meet in dk/dv by atomics).
+// Deterministic mode (cd_cuda_set_deterministic): no float atomics, so a run repeats bit for
+// bit. The key-tile kernel skips dQ and stores each split's dK, dV into its own slice (the
+// final dk, dv when there is one split), summed over the splits in index order by
+// k_sum_splits; dQ comes from a second kernel, k_flash_bwd_dq, one block per 64 queries
+// looping over the key tiles (it recomputes S and dP: about two more GEMM-sized passes).
 #include "kernels/cuda_common.h"
 #include <math.h>
 
@@ -28,6 +33,10 @@ static size_t fwd_smem(void) { return sizeof(float) * ((size_t)(FA_BQ + 2 * FA_B
 template <int D>
 static size_t bwd_smem(void) {
     return sizeof(float) * ((size_t)(2 * FA_BK + 2 * FA_BQ) * (D + 1) + 2 * FA_BK * (FA_BQ + 1) + 2 * FA_BQ);
+}
+template <int D>
+static size_t dq_smem_bytes(void) {
+    return sizeof(float) * ((size_t)(2 * FA_BK + 2 * FA_BQ) * (D + 1) + FA_BQ * (FA_BK + 1) + 2 * FA_BQ);
 }
 
 // Loads rows [r0, r0+rows) of one head (D columns, row stride HD) into sm[rows][D+1],
@@ -155,11 +164,63 @@ __global__ void k_flash_delta(float *delta, const float *dout, const float *out,
     if (lane == 0) delta[((int64_t)b * H + h) * Nq + i] = s;
 }
 
+// Two 64 x 64 score tiles at once (the backward's S and dP): for rows ty*4+r and columns
+// tx+16*i, s = A[row] . B[col] and p = C[row] . E[col] over the D columns of shared-memory
+// tiles with row stride D+1, each sum an fmaf chain in d order (so every kernel that forms the
+// same scores gets the same bits).
+template <int D>
+__device__ __forceinline__ void tile_dots2(float s[4][4], float p[4][4], const float *A, const float *B,
+                                           const float *C, const float *E, int tx, int ty) {
+    constexpr int DS = D + 1;
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) s[r][i] = p[r][i] = 0.f;
+#pragma unroll 2
+    for (int d = 0; d < D; d++) {
+        float a[4], c[4], b[4], e[4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) { a[r] = A[(ty * 4 + r) * DS + d]; c[r] = C[(ty * 4 + r) * DS + d]; }
+#pragma unroll
+        for (int i = 0; i < 4; i++) { b[i] = B[(tx + 16 * i) * DS + d]; e[i] = E[(tx + 16 * i) * DS + d]; }
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                s[r][i] = fmaf(a[r], b[i], s[r][i]);
+                p[r][i] = fmaf(c[r], e[i], p[r][i]);
+            }
+    }
+}
+
+// dQ rows ty*4+r, columns tx+16*c: acc[r][c] += sum_{j < jn} dS(row, j) K[j][col], with dS(row, j)
+// at dS[row * rs + j * js] (the key-tile kernel keeps dS^T, the dQ kernel dS).
+template <int D>
+__device__ __forceinline__ void tile_dq(float (*acc)[(D + 15) / 16], const float *dS, int rs, int js,
+                                        const float *K, int jn, int tx, int ty) {
+    constexpr int DS = D + 1, ND = (D + 15) / 16;
+    for (int j = 0; j < jn; j++) {
+        float sr[4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) sr[r] = dS[(ty * 4 + r) * rs + j * js];
+#pragma unroll
+        for (int c = 0; c < ND; c++) {
+            const int col = tx + 16 * c;
+            if (D % 16 == 0 || col < D) {
+                const float kd = K[j * DS + col];
+#pragma unroll
+                for (int r = 0; r < 4; r++) acc[r][c] = fmaf(sr[r], kd, acc[r][c]);
+            }
+        }
+    }
+}
+
 template <int D>
 __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd(float *dq, float *dk, float *dv, const float *dout,
                                                            const float *q, const float *k, const float *v,
                                                            const float *lse, const float *delta, int H, int Nq,
-                                                           int Nk, float scale, int tiles_per_split, int causal) {
+                                                           int Nk, float scale, int tiles_per_split, int causal,
+                                                           int det, int64_t split_stride) {
     constexpr int DS = D + 1, ND = (D + 15) / 16, PS = FA_BQ + 1;
     extern __shared__ float sm[];
     float *Ks = sm, *Vs = Ks + FA_BK * DS, *Qs = Vs + FA_BK * DS, *Os = Qs + FA_BQ * DS;
@@ -190,25 +251,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd(float *dq, float *dk, 
         __syncthreads();
         // S^T and dP^T for keys ty*4+r, queries tx+16*i
         float s[4][4], dp[4][4];
-#pragma unroll
-        for (int r = 0; r < 4; r++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) s[r][i] = dp[r][i] = 0.f;
-#pragma unroll 2
-        for (int d = 0; d < D; d++) {
-            float ka[4], va[4], qa[4], oa[4];
-#pragma unroll
-            for (int r = 0; r < 4; r++) { ka[r] = Ks[(ty * 4 + r) * DS + d]; va[r] = Vs[(ty * 4 + r) * DS + d]; }
-#pragma unroll
-            for (int i = 0; i < 4; i++) { qa[i] = Qs[(tx + 16 * i) * DS + d]; oa[i] = Os[(tx + 16 * i) * DS + d]; }
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    s[r][i] = fmaf(ka[r], qa[i], s[r][i]);
-                    dp[r][i] = fmaf(va[r], oa[i], dp[r][i]);
-                }
-        }
+        tile_dots2<D>(s, dp, Ks, Qs, Vs, Os, tx, ty);
 #pragma unroll
         for (int r = 0; r < 4; r++)
 #pragma unroll
@@ -238,27 +281,14 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd(float *dq, float *dk, 
                 }
             }
         }
+        if (det) continue; // dQ: k_flash_bwd_dq (the next tile's first barrier orders the reuse)
         // dQ rows ty*4+r (queries), columns tx+16*c: sum over this block's keys.
         float acc[4][ND];
 #pragma unroll
         for (int r = 0; r < 4; r++)
 #pragma unroll
             for (int c = 0; c < ND; c++) acc[r][c] = 0.f;
-        const int jn = min(FA_BK, Nk - k0);
-        for (int j = 0; j < jn; j++) {
-            float sr[4];
-#pragma unroll
-            for (int r = 0; r < 4; r++) sr[r] = Ss[j * PS + ty * 4 + r];
-#pragma unroll
-            for (int c = 0; c < ND; c++) {
-                const int col = tx + 16 * c;
-                if (D % 16 == 0 || col < D) {
-                    const float kd = Ks[j * DS + col];
-#pragma unroll
-                    for (int r = 0; r < 4; r++) acc[r][c] = fmaf(sr[r], kd, acc[r][c]);
-                }
-            }
-        }
+        tile_dq<D>(acc, Ss, 1, PS, Ks, min(FA_BK, Nk - k0), tx, ty);
 #pragma unroll
         for (int r = 0; r < 4; r++) {
             const int row = q0 + ty * 4 + r;
@@ -278,10 +308,87 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd(float *dq, float *dk, 
         for (int c = 0; c < ND; c++) {
             const int col = tx + 16 * c;
             if (D % 16 == 0 || col < D) {
-                atomicAdd(&dk[koff + (int64_t)key * HD + col], dK[r][c] * scale);
-                atomicAdd(&dv[koff + (int64_t)key * HD + col], dV[r][c]);
+                const int64_t o = koff + (int64_t)key * HD + col;
+                if (det) {
+                    dk[blockIdx.y * split_stride + o] = dK[r][c] * scale;
+                    dv[blockIdx.y * split_stride + o] = dV[r][c];
+                } else {
+                    atomicAdd(&dk[o], dK[r][c] * scale);
+                    atomicAdd(&dv[o], dV[r][c]);
+                }
             }
         }
+    }
+}
+
+// Deterministic dQ: grid (query tiles, B*H), 256 threads as in k_flash_bwd. Per 64-key tile a
+// thread recomputes S and dP for queries ty*4+r, keys tx+16*i (tile_dots2, as k_flash_bwd, so P
+// matches it bit for bit), the block stages dS = P (dP - delta) in shared
+// memory, and each thread adds dS K into its dQ rows ty*4+r, columns tx+16*c in registers.
+// dq is written once, with plain stores. causal: key tiles past the block's last query are skipped.
+template <int D>
+__global__ void __launch_bounds__(FA_THREADS) k_flash_bwd_dq(float *dq, const float *dout, const float *q,
+                                                              const float *k, const float *v, const float *lse,
+                                                              const float *delta, int H, int Nq, int Nk,
+                                                              float scale, int causal) {
+    constexpr int DS = D + 1, ND = (D + 15) / 16, PS = FA_BK + 1;
+    extern __shared__ float sm[];
+    float *Qs = sm, *Os = Qs + FA_BQ * DS, *Ks = Os + FA_BQ * DS, *Vs = Ks + FA_BK * DS;
+    float *Ss = Vs + FA_BK * DS, *Ls = Ss + FA_BQ * PS, *Dl = Ls + FA_BQ;
+    const int bh = blockIdx.y, b = bh / H, h = bh - b * H, HD = H * D, q0 = blockIdx.x * FA_BQ;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const float sl = scale * LOG2E;
+    const int64_t qoff = (int64_t)b * Nq * HD + h * D, koff = (int64_t)b * Nk * HD + h * D;
+    load_tile<D>(Qs, q + qoff, q0, FA_BQ, Nq, HD, 1.f);
+    load_tile<D>(Os, dout + qoff, q0, FA_BQ, Nq, HD, 1.f);
+    for (int i = threadIdx.x; i < FA_BQ; i += FA_THREADS) {
+        const bool ok = q0 + i < Nq;
+        Ls[i] = ok ? lse[(int64_t)bh * Nq + q0 + i] * LOG2E : 0.f;
+        Dl[i] = ok ? delta[(int64_t)bh * Nq + q0 + i] : 0.f;
+    }
+    float acc[4][ND];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int c = 0; c < ND; c++) acc[r][c] = 0.f;
+    const int kend = causal ? min(Nk, q0 + FA_BQ) : Nk;
+    for (int k0 = 0; k0 < kend; k0 += FA_BK) {
+        __syncthreads(); // the previous tile's Ks/Vs/Ss are no longer read
+        load_tile<D>(Ks, k + koff, k0, FA_BK, Nk, HD, 1.f);
+        load_tile<D>(Vs, v + koff, k0, FA_BK, Nk, HD, 1.f);
+        __syncthreads();
+        float s[4][4], dp[4][4]; // S and dP for queries ty*4+r, keys tx+16*i
+        tile_dots2<D>(s, dp, Qs, Ks, Os, Vs, tx, ty);
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int qi = ty * 4 + r, kj = tx + 16 * i;
+                const bool ok = (k0 + kj < Nk) && (q0 + qi < Nq) && (!causal || k0 + kj <= q0 + qi);
+                const float p = ok ? exp2f(s[r][i] * sl - Ls[qi]) : 0.f;
+                Ss[qi * PS + kj] = p * (dp[r][i] - Dl[qi]);
+            }
+        __syncthreads();
+        tile_dq<D>(acc, Ss, PS, 1, Ks, min(FA_BK, Nk - k0), tx, ty);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        const int row = q0 + ty * 4 + r;
+        if (row >= Nq) continue;
+#pragma unroll
+        for (int c = 0; c < ND; c++) {
+            const int col = tx + 16 * c;
+            if (D % 16 == 0 || col < D) dq[qoff + (int64_t)row * HD + col] = acc[r][c] * scale;
+        }
+    }
+}
+
+// dst[i] = part[0][i] + part[1][i] + ... (splits slices of n, summed in index order).
+__global__ void k_sum_splits(float *dst, const float *part, int splits, int64_t n) {
+    CD_GRID_LOOP(i, n) {
+        float s = part[i];
+        for (int p = 1; p < splits; p++) s += part[(int64_t)p * n + i];
+        dst[i] = s;
     }
 }
 
@@ -294,14 +401,26 @@ __global__ void k_zero_key0(float *dk, float *dv, int B, int Nk, int HD) {
     }
 }
 
+// The current device's SM count, asked at each call (an attribute query: no synchronisation).
 static int sm_count(void) {
-    static int n;
-    if (!n) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            n = 132;
-    }
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        n < 1)
+        n = 132;
     return n;
+}
+
+int cd_attn_bwd_splits(int B, int H, int Nq, int Nk, int *per) {
+    int ktiles = (Nk + 63) / 64, qtiles = (Nq + 63) / 64;
+    int want = (2 * sm_count() + ktiles * B * H - 1) / (ktiles * B * H);
+    int splits = want < 1 ? 1 : (want > qtiles ? qtiles : want);
+    *per = (qtiles + splits - 1) / splits;
+    return (qtiles + *per - 1) / *per;
+}
+
+void cd_attn_sum_splits(float *dst, const float *part, int splits, int64_t n, cudaStream_t st) {
+    k_sum_splits<<<cd_ew_blocks(n), 256, 0, st>>>(dst, part, splits, n);
+    cudaCheckLaunch();
 }
 
 template <int D>
@@ -319,25 +438,33 @@ static void fwd_launch(float *out, float *lse, const float *q, const float *k, c
     cudaCheckLaunch();
 }
 
+// det: part is the [splits][B, Nk, H*D] slices of dK, dV (NULL with one split: dk, dv directly).
 template <int D>
-static void bwd_launch(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                       const float *v, const float *lse, const float *delta, int B, int H, int Nq, int Nk,
-                       float scale, int causal, cudaStream_t st) {
+static void bwd_launch(float *dq, float *dk, float *dv, float *part, const float *dout, const float *q,
+                       const float *k, const float *v, const float *lse, const float *delta, int B, int H, int Nq,
+                       int Nk, float scale, int causal, int det, cudaStream_t st) {
     static int attr_set;
-    size_t smem = bwd_smem<D>();
+    size_t smem = bwd_smem<D>(), dq_smem = dq_smem_bytes<D>();
     if (!attr_set) {
-        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) ||
+            cudaCheck(cudaFuncSetAttribute(k_flash_bwd_dq<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dq_smem)))
             return;
         attr_set = 1;
     }
+    int per, splits = cd_attn_bwd_splits(B, H, Nq, Nk, &per);
     int ktiles = (Nk + FA_BK - 1) / FA_BK, qtiles = (Nq + FA_BQ - 1) / FA_BQ;
-    int want = (2 * sm_count() + ktiles * B * H - 1) / (ktiles * B * H);
-    int splits = want < 1 ? 1 : (want > qtiles ? qtiles : want);
-    int per = (qtiles + splits - 1) / splits;
-    splits = (qtiles + per - 1) / per;
     dim3 grid(ktiles, splits, B * H);
-    k_flash_bwd<D><<<grid, FA_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per,
-                                                   causal);
+    const int64_t nk = (int64_t)B * Nk * H * D;
+    float *pk = det && part ? part : dk, *pv = det && part ? part + (int64_t)splits * nk : dv;
+    k_flash_bwd<D><<<grid, FA_THREADS, smem, st>>>(dq, pk, pv, dout, q, k, v, lse, delta, H, Nq, Nk, scale, per,
+                                                   causal, det, nk);
+    if (cudaCheckLaunch() || !det) return;
+    if (part) {
+        cd_attn_sum_splits(dk, pk, splits, nk, st);
+        cd_attn_sum_splits(dv, pv, splits, nk, st);
+    }
+    k_flash_bwd_dq<D><<<dim3(qtiles, B * H), FA_THREADS, dq_smem, st>>>(dq, dout, q, k, v, lse, delta, H, Nq, Nk,
+                                                                        scale, causal);
     cudaCheckLaunch();
 }
 
@@ -363,27 +490,33 @@ static void attn_bwd(float *dq, float *dk, float *dv, const float *dout, const f
                      float scale, int detach_k0, int causal, void *stream) {
     cudaStream_t st = cd_stream(stream);
     if (B <= 0 || H <= 0 || Nq <= 0 || Nk <= 0 || dim_ok(D)) return;
-    // scratch: delta [B,H,Nq]; when lse is NULL also lse [B,H,Nq] and a throw-away out.
+    const int det = cd_cuda_get_deterministic();
+    int per, splits = cd_attn_bwd_splits(B, H, Nq, Nk, &per);
+    // scratch: delta [B,H,Nq]; when lse is NULL also lse [B,H,Nq] and a throw-away out;
+    // deterministic with query splits: the splits' dK, dV slices.
     size_t nrow = (size_t)B * H * Nq, extra = lse ? 0 : nrow + (size_t)B * Nq * H * D;
-    float *delta = (float *)cd_cuda_scratch(stream, sizeof(float) * (nrow + extra));
+    size_t nk = (size_t)B * Nk * H * D, nparts = det && splits > 1 ? 2 * (size_t)splits * nk : 0;
+    float *delta = (float *)cd_cuda_scratch(stream, sizeof(float) * (nrow + extra + nparts));
     if (!delta) return;
+    float *part = nparts ? delta + nrow + extra : NULL;
     if (!lse) {
         float *lse_tmp = delta + nrow;
         attn_fwd(lse_tmp + nrow, lse_tmp, q, k, v, B, H, Nq, Nk, D, scale, causal, stream);
         lse = lse_tmp;
     }
-    size_t qbytes = sizeof(float) * (size_t)B * Nq * H * D, kbytes = sizeof(float) * (size_t)B * Nk * H * D;
-    if (cudaCheck(cudaMemsetAsync(dq, 0, qbytes, st)) || cudaCheck(cudaMemsetAsync(dk, 0, kbytes, st)) ||
-        cudaCheck(cudaMemsetAsync(dv, 0, kbytes, st)))
+    size_t qbytes = sizeof(float) * (size_t)B * Nq * H * D, kbytes = sizeof(float) * nk;
+    // the atomics add into zeros; the deterministic kernels store every element once
+    if (!det && (cudaCheck(cudaMemsetAsync(dq, 0, qbytes, st)) || cudaCheck(cudaMemsetAsync(dk, 0, kbytes, st)) ||
+                 cudaCheck(cudaMemsetAsync(dv, 0, kbytes, st))))
         return;
     int64_t warps = (int64_t)B * Nq * H;
     k_flash_delta<<<cd_blocks(warps * 32, 256), 256, 0, st>>>(delta, dout, out, B, H, Nq, D);
     if (cudaCheckLaunch()) return;
     switch (D) {
-    case 40: bwd_launch<40>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
-    case 64: bwd_launch<64>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
-    case 80: bwd_launch<80>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
-    case 160: bwd_launch<160>(dq, dk, dv, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, st); break;
+    case 40: bwd_launch<40>(dq, dk, dv, part, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, det, st); break;
+    case 64: bwd_launch<64>(dq, dk, dv, part, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, det, st); break;
+    case 80: bwd_launch<80>(dq, dk, dv, part, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, det, st); break;
+    case 160: bwd_launch<160>(dq, dk, dv, part, dout, q, k, v, lse, delta, B, H, Nq, Nk, scale, causal, det, st); break;
     }
     if (detach_k0) {
         k_zero_key0<<<cd_ew_blocks((int64_t)B * H * D), 256, 0, st>>>(dk, dv, B, Nk, H * D);

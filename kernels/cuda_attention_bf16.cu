@@ -10,7 +10,6 @@
 // a multiple of 16 with zeros (40 -> 48). Never materializes more than a 64 x 64 tile.
 // causal (Nq == Nk, the CLIP text model): query i sees keys j <= i; scores of later keys are
 // -inf (P = 0) and a query block stops after the key tile holding its last query.
-#include <pthread.h>
 #include "kernels/cuda_common.h"
 #include <mma.h>
 #include <math.h>
@@ -206,6 +205,9 @@ extern "C" void cd_cuda_attention_causal_fwd_bf16(void *out, int out_bf16, float
 // the fp32 dq with atomicAdd. dK (x scale) and dV leave through atomicAdd at the end.
 // causal (Nq == Nk): P = 0 for key j > query i, and a key block starts at the query tile of its
 // first key (tiles wholly before it see none of its keys); a split left with no tile exits.
+// Deterministic mode (cd_cuda_set_deterministic; see kernels/cuda_attention.cu): no dQ here and
+// plain stores of each split's dK, dV slice (a split with no tile stores zeros);
+// k_flash_bwd_dq_bf16 forms dQ, one block per 64 queries.
 template <int D>
 struct FbbDims {
     static constexpr int DP = (D + 15) / 16 * 16, LB = DP + 8, LS = FB_BQ + 4, LP = FB_BQ + 8, LO = DP + 4;
@@ -232,11 +234,40 @@ __global__ void k_delta_bf16(float *delta, const T *dout, const T *out, int B, i
     if (lane == 0) delta[((int64_t)b * H + h) * Nq + i] = s;
 }
 
+// One warp's two 16 x 64 score tiles of the backward: S = A_w B^T and P = C_w E^T (WMMA, fp32
+// accumulate) over the padded head dim, with A_w, C_w 16 rows and B, E 64 rows of 16-bit tiles
+// (row stride LB); stored row-major into S_w, P_w (row stride LS).
+template <typename T, int D>
+__device__ __forceinline__ void fbb_dots2(float *S_w, float *P_w, int LS, const T *A_w, const T *B, const T *C_w,
+                                          const T *E) {
+    constexpr int LB = FbDims<D>::LB, ND = FbDims<D>::DP / 16;
+#pragma unroll
+    for (int n = 0; n < 4; n++) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> s, p;
+        wmma::fill_fragment(s, 0.f);
+        wmma::fill_fragment(p, 0.f);
+#pragma unroll
+        for (int kk = 0; kk < ND; kk++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a, c;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b, e;
+            wmma::load_matrix_sync(a, A_w + kk * 16, LB);
+            wmma::load_matrix_sync(c, C_w + kk * 16, LB);
+            wmma::load_matrix_sync(b, B + n * 16 * LB + kk * 16, LB);
+            wmma::load_matrix_sync(e, E + n * 16 * LB + kk * 16, LB);
+            wmma::mma_sync(s, a, b, s);
+            wmma::mma_sync(p, c, e, p);
+        }
+        wmma::store_matrix_sync(S_w + n * 16, s, LS, wmma::mem_row_major);
+        wmma::store_matrix_sync(P_w + n * 16, p, LS, wmma::mem_row_major);
+    }
+}
+
 template <typename T, int D, bool CAUSAL>
 __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float *dk, float *dv, const T *dout,
                                                                 const T *q, const T *k, const T *v,
                                                                 const float *lse, const float *delta, int H, int Nq,
-                                                                int Nk, float scale, int tiles_per_split) {
+                                                                int Nk, float scale, int tiles_per_split, int det,
+                                                                int64_t split_stride) {
     typedef FbbDims<D> F;
     constexpr int DP = F::DP, LB = F::LB, LS = F::LS, LP = F::LP, LO = F::LO, ND = DP / 16;
     extern __shared__ __align__(128) unsigned char fbb_sm[];
@@ -248,7 +279,7 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
     const int bh = blockIdx.z, b = bh / H, h = bh - b * H, HD = H * D, k0 = blockIdx.x * 64;
     const int s0 = (int)blockIdx.y * tiles_per_split, t1 = min((Nq + 63) / 64, s0 + tiles_per_split);
     const int t0 = CAUSAL ? max(s0, k0 / 64) : s0;
-    if (CAUSAL && t0 >= t1) return; // every query of this split precedes the block's keys
+    if (CAUSAL && t0 >= t1 && !det) return; // every query of this split precedes the block's keys
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float sl = scale * FB_LOG2E;
     const int64_t qoff = (int64_t)b * Nq * HD + h * D, koff = (int64_t)b * Nk * HD + h * D;
@@ -269,25 +300,7 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
             Dl[i] = ok ? delta[(int64_t)bh * Nq + q0 + i] : 0.f;
         }
         __syncthreads();
-#pragma unroll
-        for (int n = 0; n < 4; n++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> s, dp;
-            wmma::fill_fragment(s, 0.f);
-            wmma::fill_fragment(dp, 0.f);
-#pragma unroll
-            for (int kk = 0; kk < ND; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> ka, va;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> qb, ob;
-                wmma::load_matrix_sync(ka, K_w + kk * 16, LB);
-                wmma::load_matrix_sync(va, V_w + kk * 16, LB);
-                wmma::load_matrix_sync(qb, Qs + n * 16 * LB + kk * 16, LB);
-                wmma::load_matrix_sync(ob, Os + n * 16 * LB + kk * 16, LB);
-                wmma::mma_sync(s, ka, qb, s);
-                wmma::mma_sync(dp, va, ob, dp);
-            }
-            wmma::store_matrix_sync(St_w + n * 16, s, LS, wmma::mem_row_major);
-            wmma::store_matrix_sync(dPt_w + n * 16, dp, LS, wmma::mem_row_major);
-        }
+        fbb_dots2<T, D>(St_w, dPt_w, LS, K_w, Qs, V_w, Os); // S^T = K_w Q^T, dP^T = V_w dO^T
         __syncwarp();
         for (int e = lane; e < 16 * 64; e += 32) {
             const int r = e >> 6, c = e & 63;
@@ -317,6 +330,7 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
             wmma::store_matrix_sync(dV_w + nd * 16, av, LO, wmma::mem_row_major);
             wmma::store_matrix_sync(dK_w + nd * 16, ak, LO, wmma::mem_row_major);
         }
+        if (det) continue; // dQ: k_flash_bwd_dq_bf16 (the next tile's first barrier orders the reuse)
         __syncthreads(); // every warp's dS^T is written; S^T/dP^T are free for dQ staging
         float *dQ_w = dQt + w * 16 * LO;
 #pragma unroll
@@ -343,8 +357,93 @@ __global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_bf16(float *dq, float 
     for (int e = threadIdx.x; e < 64 * D; e += FB_THREADS) {
         const int r = e / D, c = e - r * D, key = k0 + r;
         if (key >= Nk) continue;
-        atomicAdd(&dk[koff + (int64_t)key * HD + c], dKs[r * LO + c] * scale);
-        atomicAdd(&dv[koff + (int64_t)key * HD + c], dVs[r * LO + c]);
+        const int64_t o = koff + (int64_t)key * HD + c;
+        if (det) {
+            dk[blockIdx.y * split_stride + o] = dKs[r * LO + c] * scale;
+            dv[blockIdx.y * split_stride + o] = dVs[r * LO + c];
+        } else {
+            atomicAdd(&dk[o], dKs[r * LO + c] * scale);
+            atomicAdd(&dv[o], dVs[r * LO + c]);
+        }
+    }
+}
+
+// Deterministic dQ: grid (query tiles, B*H), 4 warps x 16 queries. Per 64-key tile each warp
+// computes S = Q_w K^T and dP = dO_w V^T (WMMA, fp32) into shared memory, forms dS = P (dP - delta)
+// in 16-bit T, and adds dS K into its dQ fragments (fp32, in registers over the key tiles).
+// At the end the fragments are staged through shared memory and dq is stored once (x scale).
+// causal: key tiles past the block's last query are skipped.
+template <int D>
+struct FbqDims {
+    static constexpr int DP = (D + 15) / 16 * 16, LB = DP + 8, LS = FB_BK + 4, LP = FB_BK + 8, LO = DP + 4;
+    static constexpr size_t tiles = (size_t)4 * 64 * LB * 2; // Qs, dOs, Ks, Vs (16-bit)
+    static constexpr size_t sp = (size_t)2 * 64 * LS * 4;    // S, dP (fp32); dQ staging at the end
+    static constexpr size_t smem = tiles + sp + (size_t)64 * LP * 2 + 2 * 64 * 4; // + dS, lse, delta
+    static_assert((size_t)64 * LO * 4 <= sp, "dQ staging must fit in the score buffers");
+};
+
+template <typename T, int D, bool CAUSAL>
+__global__ void __launch_bounds__(FB_THREADS) k_flash_bwd_dq_bf16(float *dq, const T *dout, const T *q, const T *k,
+                                                                   const T *v, const float *lse, const float *delta,
+                                                                   int H, int Nq, int Nk, float scale) {
+    typedef FbqDims<D> F;
+    constexpr int DP = F::DP, LB = F::LB, LS = F::LS, LP = F::LP, LO = F::LO, ND = DP / 16;
+    extern __shared__ __align__(128) unsigned char fbq_sm[];
+    T *Qs = (T *)fbq_sm, *Os = Qs + 64 * LB, *Ks = Os + 64 * LB, *Vs = Ks + 64 * LB;
+    float *Ss = (float *)(Vs + 64 * LB), *dPs = Ss + 64 * LS;
+    T *dSs = (T *)(dPs + 64 * LS);
+    float *Ls = (float *)(dSs + 64 * LP), *Dl = Ls + 64;
+    const int bh = blockIdx.y, b = bh / H, h = bh - b * H, HD = H * D, q0 = blockIdx.x * 64;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float sl = scale * FB_LOG2E;
+    const int64_t qoff = (int64_t)b * Nq * HD + h * D, koff = (int64_t)b * Nk * HD + h * D;
+    fb_load<T, D>(Qs, q + qoff, q0, Nq, HD);
+    fb_load<T, D>(Os, dout + qoff, q0, Nq, HD);
+    for (int i = threadIdx.x; i < 64; i += FB_THREADS) {
+        const bool ok = q0 + i < Nq;
+        Ls[i] = ok ? lse[(int64_t)bh * Nq + q0 + i] * FB_LOG2E : 0.f;
+        Dl[i] = ok ? delta[(int64_t)bh * Nq + q0 + i] : 0.f;
+    }
+    float *S_w = Ss + w * 16 * LS, *dP_w = dPs + w * 16 * LS;
+    T *dS_w = dSs + w * 16 * LP;
+    const T *Q_w = Qs + w * 16 * LB, *O_w = Os + w * 16 * LB;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> aq[ND];
+#pragma unroll
+    for (int nd = 0; nd < ND; nd++) wmma::fill_fragment(aq[nd], 0.f);
+    const int kend = CAUSAL ? min(Nk, q0 + 64) : Nk;
+    for (int k0 = 0; k0 < kend; k0 += 64) {
+        __syncthreads(); // the previous tile's Ks/Vs are no longer read (and, first, Qs/dOs/Ls/Dl are written)
+        fb_load<T, D>(Ks, k + koff, k0, Nk, HD);
+        fb_load<T, D>(Vs, v + koff, k0, Nk, HD);
+        __syncthreads();
+        fbb_dots2<T, D>(S_w, dP_w, LS, Q_w, Ks, O_w, Vs); // S = Q_w K^T, dP = dO_w V^T
+        __syncwarp();
+        for (int e = lane; e < 16 * 64; e += 32) {
+            const int r = e >> 6, c = e & 63, qi = w * 16 + r, key = k0 + c;
+            const bool ok = (key < Nk) && (q0 + qi < Nq) && (!CAUSAL || key <= q0 + qi);
+            const float p = ok ? exp2f(S_w[r * LS + c] * sl - Ls[qi]) : 0.f;
+            dS_w[r * LP + c] = cd_to16<T>(p * (dP_w[r * LS + c] - Dl[qi]));
+        }
+        __syncwarp();
+#pragma unroll
+        for (int nd = 0; nd < ND; nd++)
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> sa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> kb;
+                wmma::load_matrix_sync(sa, dS_w + kk * 16, LP);
+                wmma::load_matrix_sync(kb, Ks + kk * 16 * LB + nd * 16, LB);
+                wmma::mma_sync(aq[nd], sa, kb, aq[nd]);
+            }
+    }
+    __syncthreads(); // every warp is done with S/dP: they become the dQ staging
+    float *dQ_w = Ss + w * 16 * LO;
+#pragma unroll
+    for (int nd = 0; nd < ND; nd++) wmma::store_matrix_sync(dQ_w + nd * 16, aq[nd], LO, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 16 * D; e += 32) {
+        const int r = e / D, c = e - r * D, row = q0 + w * 16 + r;
+        if (row < Nq) dq[qoff + (int64_t)row * HD + c] = dQ_w[r * LO + c] * scale;
     }
 }
 
@@ -356,68 +455,46 @@ __global__ void k_zero_key0_bf(float *dk, float *dv, int B, int Nk, int HD) {
     }
 }
 
+// det: part is the [splits][B, Nk, H*D] slices of dK, dV (NULL with one split: dk, dv directly).
 template <typename T, int D, bool CAUSAL>
-static void fbb_launch(float *dq, float *dk, float *dv, const T *dout, const T *q, const T *k, const T *v,
-                       const float *lse, const float *delta, int B, int H, int Nq, int Nk, float scale,
-                       cudaStream_t st) {
+static void fbb_launch(float *dq, float *dk, float *dv, float *part, const T *dout, const T *q, const T *k,
+                       const T *v, const float *lse, const float *delta, int B, int H, int Nq, int Nk, float scale,
+                       int det, cudaStream_t st) {
     static int attr_set;
-    const size_t smem = FbbDims<D>::smem;
+    const size_t smem = FbbDims<D>::smem, dq_smem = FbqDims<D>::smem;
     if (!attr_set) {
-        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd_bf16<T, D, CAUSAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+        if (cudaCheck(cudaFuncSetAttribute(k_flash_bwd_bf16<T, D, CAUSAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)) ||
+            cudaCheck(cudaFuncSetAttribute(k_flash_bwd_dq_bf16<T, D, CAUSAL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dq_smem)))
             return;
         attr_set = 1;
     }
-    int dev = 0, sms = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    int ktiles = (Nk + 63) / 64, qtiles = (Nq + 63) / 64;
-    int want = (2 * sms + ktiles * B * H - 1) / (ktiles * B * H);
-    int splits = want < 1 ? 1 : (want > qtiles ? qtiles : want);
-    int per = (qtiles + splits - 1) / splits;
-    splits = (qtiles + per - 1) / per;
-    dim3 grid(ktiles, splits, B * H);
-    k_flash_bwd_bf16<T, D, CAUSAL><<<grid, FB_THREADS, smem, st>>>(dq, dk, dv, dout, q, k, v, lse, delta, H, Nq, Nk,
-                                                                   scale, per);
+    int per, splits = cd_attn_bwd_splits(B, H, Nq, Nk, &per);
+    dim3 grid((Nk + 63) / 64, splits, B * H);
+    const int64_t nk = (int64_t)B * Nk * H * D;
+    float *pk = det && part ? part : dk, *pv = det && part ? part + (int64_t)splits * nk : dv;
+    k_flash_bwd_bf16<T, D, CAUSAL><<<grid, FB_THREADS, smem, st>>>(dq, pk, pv, dout, q, k, v, lse, delta, H, Nq, Nk,
+                                                                   scale, per, det, nk);
+    if (cudaCheckLaunch() || !det) return;
+    if (part) {
+        cd_attn_sum_splits(dk, pk, splits, nk, st);
+        cd_attn_sum_splits(dv, pv, splits, nk, st);
+    }
+    k_flash_bwd_dq_bf16<T, D, CAUSAL><<<dim3((Nq + 63) / 64, B * H), FB_THREADS, dq_smem, st>>>(
+        dq, dout, q, k, v, lse, delta, H, Nq, Nk, scale);
     cudaCheckLaunch();
 }
 
 template <typename T>
 __global__ void k_bf_to_f(float *y, const T *x, int64_t n) { CD_GRID_LOOP(i, n) y[i] = cd_to32(x[i]); }
 
-// D = 160 (8x8 and 16x16 latents only): widen to fp32 and use the fp32 fused kernel.
-// The widened fp32 copies of the head-dim-160 backward: one buffer per stream, kept and grown
-// (cd_cuda_scratch cannot hold them: the fp32 backward they feed uses the stream's scratch).
-// Reuse needs no synchronisation (later work on the same stream is ordered after the last use);
-// growing waits for the stream before freeing the old buffer. Up to 8 streams (an error past that).
-static struct { void *stream; float *buf; size_t bytes; } g_widen[8];
-static pthread_mutex_t g_widen_mu = PTHREAD_MUTEX_INITIALIZER;
-static float *widen_buffer(void *stream, size_t bytes) {
-    pthread_mutex_lock(&g_widen_mu);
-    int slot = -1;
-    for (int i = 0; i < 8 && slot < 0; i++)
-        if (g_widen[i].buf && g_widen[i].stream == stream) slot = i;
-    for (int i = 0; i < 8 && slot < 0; i++)
-        if (!g_widen[i].buf) slot = i;
-    float *out = NULL;
-    if (slot >= 0) {
-        if (g_widen[slot].bytes < bytes) {
-            if (g_widen[slot].buf) { cudaStreamSynchronize(cd_stream(stream)); cd_cuda_free(g_widen[slot].buf); }
-            g_widen[slot].buf = (float *)cd_cuda_malloc(bytes);
-            g_widen[slot].bytes = g_widen[slot].buf ? bytes : 0;
-            g_widen[slot].stream = stream;
-        }
-        out = g_widen[slot].buf;
-    }
-    pthread_mutex_unlock(&g_widen_mu);
-    if (slot < 0) cd_cuda_require(0, "attention bf16 backward (head dim 160): more than 8 streams at once");
-    return out;   // NULL: out of memory (cd_cuda_malloc recorded it) or more than 8 streams
-}
-
+// D = 160 (8x8 and 16x16 latents only): widen to fp32 and use the fp32 fused kernel. The widened
+// copies live in the stream's outer scratch (the fp32 backward uses its plain scratch).
 template <typename T>
 static void bwd_bf16_via_fp32(float *dq, float *dk, float *dv, const T *dout, const T *q, const T *k,
                               const T *v, const T *out, const float *lse, int B, int H, int Nq, int Nk, int D,
                               float scale, int detach_k0, int causal, void *stream) {
     int64_t nq = (int64_t)B * Nq * H * D, nk = (int64_t)B * Nk * H * D;
-    float *buf = widen_buffer(stream, sizeof(float) * (3 * nq + 2 * nk));
+    float *buf = (float *)cd_cuda_scratch_outer(stream, sizeof(float) * (3 * nq + 2 * nk));
     if (!buf) return;
     float *fd = buf, *fq = fd + nq, *fo = fq + nq, *fk = fo + nq, *fv = fk + nk;
     cudaStream_t st = cd_stream(stream);
@@ -441,19 +518,26 @@ static void bwd16(float *dq, float *dk, float *dv, const T *dO, const T *Q, cons
         bwd_bf16_via_fp32<T>(dq, dk, dv, dO, Q, K, V, out, lse, B, H, Nq, Nk, D, scale, detach_k0, causal, stream);
         return;
     }
-    float *delta = (float *)cd_cuda_scratch(stream, sizeof(float) * (size_t)B * H * Nq);
+    const int det = cd_cuda_get_deterministic();
+    int per, splits = cd_attn_bwd_splits(B, H, Nq, Nk, &per);
+    // scratch: delta [B,H,Nq]; deterministic with query splits also the splits' dK, dV slices
+    size_t nrow = (size_t)B * H * Nq, nk = (size_t)B * Nk * H * D;
+    size_t nparts = det && splits > 1 ? 2 * (size_t)splits * nk : 0;
+    float *delta = (float *)cd_cuda_scratch(stream, sizeof(float) * (nrow + nparts));
     if (!delta) return;
-    size_t qbytes = sizeof(float) * (size_t)B * Nq * H * D, kbytes = sizeof(float) * (size_t)B * Nk * H * D;
-    if (cudaCheck(cudaMemsetAsync(dq, 0, qbytes, st)) || cudaCheck(cudaMemsetAsync(dk, 0, kbytes, st)) ||
-        cudaCheck(cudaMemsetAsync(dv, 0, kbytes, st)))
+    float *part = nparts ? delta + nrow : NULL;
+    size_t qbytes = sizeof(float) * (size_t)B * Nq * H * D, kbytes = sizeof(float) * nk;
+    // the atomics add into zeros; the deterministic kernels store every element once
+    if (!det && (cudaCheck(cudaMemsetAsync(dq, 0, qbytes, st)) || cudaCheck(cudaMemsetAsync(dk, 0, kbytes, st)) ||
+                 cudaCheck(cudaMemsetAsync(dv, 0, kbytes, st))))
         return;
     int64_t warps = (int64_t)B * Nq * H;
     k_delta_bf16<T><<<cd_blocks(warps * 32, 256), 256, 0, st>>>(delta, dO, out, B, H, Nq, D);
     if (cudaCheckLaunch()) return;
 #define FBB_CASE(DD)                                                                                   \
     case DD:                                                                                           \
-        if (causal) fbb_launch<T, DD, true>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st); \
-        else fbb_launch<T, DD, false>(dq, dk, dv, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, st);       \
+        if (causal) fbb_launch<T, DD, true>(dq, dk, dv, part, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, det, st); \
+        else fbb_launch<T, DD, false>(dq, dk, dv, part, dO, Q, K, V, lse, delta, B, H, Nq, Nk, scale, det, st);       \
         break;
     switch (D) { FBB_CASE(40) FBB_CASE(64) FBB_CASE(80) }
 #undef FBB_CASE

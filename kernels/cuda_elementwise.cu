@@ -251,11 +251,15 @@ __global__ void k_embed_fwd(float *out, const int32_t *ids, const float *table, 
         out[i] = table[(int64_t)ids[r] * c + (i - r * c)];
     }
 }
+// dtable[ids[r], j] += dout[r, j] for the positions r in order, one thread per column j: no
+// atomics, and the same order of additions as the CPU twin (a position whose id repeats adds
+// into the sum so far). Rows the mask leaves out cost one load of ids and mask per position.
 __global__ void k_embed_bwd(float *dtable, const float *dout, const int32_t *ids, int n, int c, const uint8_t *mask) {
-    CD_GRID_LOOP(i, (int64_t)n * c) {
-        int64_t r = i / c;
-        int id = ids[r];
-        if (!mask || mask[id]) atomicAdd(&dtable[(int64_t)id * c + (i - r * c)], dout[i]);
+    CD_GRID_LOOP(j, (int64_t)c) {
+        for (int r = 0; r < n; r++) {
+            const int id = ids[r];
+            if (!mask || mask[id]) dtable[(int64_t)id * c + j] += dout[(int64_t)r * c + j];
+        }
     }
 }
 extern "C" void cd_cuda_embedding_fwd(float *out, const int32_t *ids, const float *table, int n, int c, void *s) {
@@ -263,5 +267,5 @@ extern "C" void cd_cuda_embedding_fwd(float *out, const int32_t *ids, const floa
 }
 extern "C" void cd_cuda_embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int n, int c,
                                       const uint8_t *row_mask, void *s) {
-    LAUNCH_EW(k_embed_bwd, (int64_t)n * c, s, dtable, dout, ids, n, c, row_mask);
+    LAUNCH_EW(k_embed_bwd, (int64_t)c, s, dtable, dout, ids, n, c, row_mask);
 }

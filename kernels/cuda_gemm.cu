@@ -47,9 +47,10 @@ __global__ void k_add_row_bias(T *y, const float *b, int64_t n, int out) {
     CD_GRID_LOOP(i, n * out) cd_st(y, i, cd_ld(y, i) + b[i % out]);
 }
 
-// db[c] += sum_r dy[r, c] over r < n. Block (32, 8): 32 columns, 8 row lanes; grid.y
-// splits the rows; partial sums meet with atomicAdd.
-__global__ void k_colsum_acc(float *db, const float *dy, int n, int c, int rows_per_block) {
+// Column sums, deterministic (no float atomics): pass 1, k_colsum_part, writes each row
+// split's sums into part[split][c] (block (32, 8): 32 columns, 8 row lanes; grid (columns / 32,
+// splits)); pass 2, k_partials_add, adds the splits to the destination in split order.
+__global__ void k_colsum_part(float *part, const float *dy, int n, int c, int rows_per_block) {
     __shared__ float sh[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
     int r0 = blockIdx.y * rows_per_block, r1 = min(n, r0 + rows_per_block);
@@ -60,20 +61,40 @@ __global__ void k_colsum_acc(float *db, const float *dy, int n, int c, int rows_
     __syncthreads();
     if (threadIdx.y == 0 && col < c) {
         for (int j = 1; j < 8; j++) s += sh[j][threadIdx.x];
-        atomicAdd(&db[col], s);
+        part[(int64_t)blockIdx.y * c + col] = s;
     }
 }
 
-// Launches k_colsum_acc with enough row splits to fill the GPU.
-void cd_cuda_colsum_acc(float *db, const float *dy, int n, int c, cudaStream_t st) {
+__global__ void k_partials_add(float *dst, const float *part, int splits, int c) {
+    CD_GRID_LOOP(col, (int64_t)c) {
+        float s = part[col];
+        for (int p = 1; p < splits; p++) s += part[(int64_t)p * c + col];
+        dst[col] += s;
+    }
+}
+
+int cd_cuda_row_splits(int n, int c, int *rows_per_block) {
     int cb = (c + 31) / 32;
-    int ysplit = (264 + cb - 1) / cb;
-    if (ysplit > (n + 63) / 64) ysplit = (n + 63) / 64;
-    if (ysplit < 1) ysplit = 1;
-    int rpb = (n + ysplit - 1) / ysplit;
-    dim3 grid(cb, ysplit), block(32, 8);
-    k_colsum_acc<<<grid, block, 0, st>>>(db, dy, n, c, rpb);
+    int ys = (264 + cb - 1) / cb; // about two blocks per SM
+    if (ys > (n + 63) / 64) ys = (n + 63) / 64;
+    if (ys < 1) ys = 1;
+    *rows_per_block = (n + ys - 1) / ys;
+    return (n + *rows_per_block - 1) / *rows_per_block;
+}
+
+void cd_cuda_partials_add(float *dst, const float *part, int splits, int c, cudaStream_t st) {
+    k_partials_add<<<cd_ew_blocks(c), 256, 0, st>>>(dst, part, splits, c);
     cudaCheckLaunch();
+}
+
+void cd_cuda_colsum_acc(float *db, const float *dy, int n, int c, void *stream) {
+    cudaStream_t st = cd_stream(stream);
+    int rpb, ys = cd_cuda_row_splits(n, c, &rpb);
+    float *part = (float *)cd_cuda_scratch(stream, sizeof(float) * (size_t)ys * c);
+    if (!part) return;
+    k_colsum_part<<<dim3((c + 31) / 32, ys), dim3(32, 8), 0, st>>>(part, dy, n, c, rpb);
+    if (cudaCheckLaunch()) return;
+    cd_cuda_partials_add(db, part, ys, c, st);
 }
 
 extern "C" void cd_cuda_linear_fwd(float *y, const float *x, const float *W, const float *b,
@@ -90,7 +111,7 @@ extern "C" void cd_cuda_linear_bwd(float *dx, float *dW, float *db, const float 
                                    void *stream) {
     if (dx) cd_cuda_gemm(0, 0, n, in, out, 1.f, dy, out, W, in, 0.f, dx, in, stream);
     if (dW) cd_cuda_gemm(1, 0, out, in, n, 1.f, dy, out, x, in, 1.f, dW, in, stream);
-    if (db) cd_cuda_colsum_acc(db, dy, n, out, cd_stream(stream));
+    if (db) cd_cuda_colsum_acc(db, dy, n, out, stream);
 }
 
 extern "C" void cd_cuda_linear_fwd_bf16(float *y, const uint16_t *x, const uint16_t *W,

@@ -47,8 +47,9 @@ __global__ void k_ln_bwd_dx(float *dx, const float *dy, const float *x, const fl
     }
 }
 
-// dg[j] += sum_r dy[r,j] xhat[r,j]; db[j] += sum_r dy[r,j]. Block (32, 8), grid (cols/32, splits).
-__global__ void k_ln_dgdb(float *dg, float *db, const float *dy, const float *x, const float *mean,
+// Per row split: pg[split][j] = sum_r dy[r,j] xhat[r,j], pb[split][j] = sum_r dy[r,j] over the split's
+// rows. Block (32, 8), grid (cols/32, splits); cd_cuda_partials_add then adds them to dg, db.
+__global__ void k_ln_dgdb(float *pg, float *pb, const float *dy, const float *x, const float *mean,
                           const float *rstd, int n, int c, int rows_per_block) {
     __shared__ float sg[8][33], sb[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
@@ -65,8 +66,8 @@ __global__ void k_ln_dgdb(float *dg, float *db, const float *dy, const float *x,
     __syncthreads();
     if (threadIdx.y == 0 && col < c) {
         for (int j = 1; j < 8; j++) { a += sg[j][threadIdx.x]; bsum += sb[j][threadIdx.x]; }
-        if (dg) atomicAdd(&dg[col], a);
-        if (db) atomicAdd(&db[col], bsum);
+        pg[(int64_t)blockIdx.y * c + col] = a;
+        pb[(int64_t)blockIdx.y * c + col] = bsum;
     }
 }
 
@@ -94,13 +95,15 @@ extern "C" void cd_cuda_layernorm_bwd(float *dx, float *dg, float *db, const flo
         k_ln_bwd_dx<<<(n + 7) / 8, 256, 0, st>>>(dx, dy, x, mean, rstd, g, n, c);
         cudaCheckLaunch();
     }
-    if (dg || db) {
-        int cb = (c + 31) / 32, ys = (264 + cb - 1) / cb;
-        if (ys > (n + 63) / 64) ys = (n + 63) / 64;
-        if (ys < 1) ys = 1;
-        int rpb = (n + ys - 1) / ys;
-        k_ln_dgdb<<<dim3(cb, ys), dim3(32, 8), 0, st>>>(dg, db, dy, x, mean, rstd, n, c, rpb);
-        cudaCheckLaunch();
+    if (dg || db) { // deterministic: per-split sums, added in split order
+        int rpb, ys = cd_cuda_row_splits(n, c, &rpb);
+        float *part = (float *)cd_cuda_scratch(stream, sizeof(float) * 2 * (size_t)ys * c);
+        if (!part) return;
+        k_ln_dgdb<<<dim3((c + 31) / 32, ys), dim3(32, 8), 0, st>>>(part, part + (size_t)ys * c, dy, x, mean, rstd, n,
+                                                                  c, rpb);
+        if (cudaCheckLaunch()) return;
+        if (dg) cd_cuda_partials_add(dg, part, ys, c, st);
+        if (db) cd_cuda_partials_add(db, part + (size_t)ys * c, ys, c, st);
     }
 }
 

@@ -1,9 +1,11 @@
 // Loss, AdamW and sum of squares on the GPU: twins of kernels/optim_cpu.c.
-// Reductions accumulate per block in double and meet in one double with atomicAdd.
+// Reductions are deterministic: each block sums its share in double into its own slot, then one
+// block adds the slots in a fixed order (k_sum_slots), so a run repeats bit for bit.
 #include "kernels/cuda_common.h"
 #include <math.h>
 
-// acc += sum((a-b)^2 m); grad = scale * 2 (a-b) m (grad may be NULL, m may be NULL = 1).
+// acc[block] = this block's share of sum((a-b)^2 m); grad = scale * 2 (a-b) m (grad may be NULL,
+// m may be NULL = 1).
 __global__ void k_mse(double *acc, float *grad, const float *a, const float *b, const float *m,
                       int64_t n, float scale) {
     __shared__ double sh[32];
@@ -14,7 +16,7 @@ __global__ void k_mse(double *acc, float *grad, const float *a, const float *b, 
         if (grad) grad[i] = scale * 2.f * d * w;
     }
     s = cd_block_sum_d(s, sh);
-    if (threadIdx.x == 0) atomicAdd(acc, s);
+    if (threadIdx.x == 0) acc[blockIdx.x] = s;
 }
 
 __global__ void k_sumsq(double *acc, const float *x, int64_t n) {
@@ -22,7 +24,17 @@ __global__ void k_sumsq(double *acc, const float *x, int64_t n) {
     double s = 0;
     CD_GRID_LOOP(i, n) s += (double)x[i] * x[i];
     s = cd_block_sum_d(s, sh);
-    if (threadIdx.x == 0) atomicAdd(acc, s);
+    if (threadIdx.x == 0) acc[blockIdx.x] = s;
+}
+
+// acc[0] = acc[0] + ... + acc[n-1]: one block; thread t sums slots t, t+256, ... in order, then
+// the block's fixed reduction tree.
+__global__ void k_sum_slots(double *acc, int n) {
+    __shared__ double sh[32];
+    double s = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += acc[i];
+    s = cd_block_sum_d(s, sh);
+    if (threadIdx.x == 0) acc[0] = s;
 }
 
 static unsigned red_blocks(int64_t n) {
@@ -30,9 +42,11 @@ static unsigned red_blocks(int64_t n) {
     return b > 1024 ? 1024 : b;
 }
 
-// Runs a reduction kernel into a scratch double and returns it (synchronizes).
-static double finish(double *acc, cudaStream_t st) {
+// After a reduction kernel wrote nb slots of acc: adds them and returns the sum (synchronizes).
+static double finish(double *acc, unsigned nb, cudaStream_t st) {
     double h = NAN;
+    if (cudaCheckLaunch()) return NAN;
+    k_sum_slots<<<1, 256, 0, st>>>(acc, (int)nb);
     if (cudaCheckLaunch() || cudaCheck(cudaMemcpyAsync(&h, acc, sizeof h, cudaMemcpyDeviceToHost, st)) ||
         cudaCheck(cudaStreamSynchronize(st)))
         return NAN;
@@ -41,19 +55,23 @@ static double finish(double *acc, cudaStream_t st) {
 
 extern "C" double cd_cuda_mse_fwd_bwd(float *grad, const float *a, const float *b, const float *mask,
                                       int64_t n, float scale, void *stream) {
+    if (n <= 0) return 0;
     cudaStream_t st = cd_stream(stream);
-    double *acc = (double *)cd_cuda_scratch(stream, sizeof(double));
-    if (!acc || cudaCheck(cudaMemsetAsync(acc, 0, sizeof(double), st))) return NAN;
-    if (n > 0) k_mse<<<red_blocks(n), 256, 0, st>>>(acc, grad, a, b, mask, n, scale);
-    return finish(acc, st);
+    const unsigned nb = red_blocks(n);
+    double *acc = (double *)cd_cuda_scratch(stream, sizeof(double) * nb);
+    if (!acc) return NAN;
+    k_mse<<<nb, 256, 0, st>>>(acc, grad, a, b, mask, n, scale);
+    return finish(acc, nb, st);
 }
 
 extern "C" double cd_cuda_sumsq(const float *x, int64_t n, void *stream) {
+    if (n <= 0) return 0;
     cudaStream_t st = cd_stream(stream);
-    double *acc = (double *)cd_cuda_scratch(stream, sizeof(double));
-    if (!acc || cudaCheck(cudaMemsetAsync(acc, 0, sizeof(double), st))) return NAN;
-    if (n > 0) k_sumsq<<<red_blocks(n), 256, 0, st>>>(acc, x, n);
-    return finish(acc, st);
+    const unsigned nb = red_blocks(n);
+    double *acc = (double *)cd_cuda_scratch(stream, sizeof(double) * nb);
+    if (!acc) return NAN;
+    k_sumsq<<<nb, 256, 0, st>>>(acc, x, n);
+    return finish(acc, nb, st);
 }
 
 // PyTorch AdamW: p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

@@ -7,6 +7,7 @@
 
 static int g_sticky_error;
 static int g_tf32;
+static int g_deterministic; // 1: kernels that would add floats with atomics use ordered sums (cd_cuda_set_deterministic)
 static int g_fp16; // the 16-bit storage format: 0 bf16, 1 IEEE fp16 (cd_cuda_set_fp16)
 
 int cd_cuda_fail(const char *file, int line, const char *what, const char *msg) {
@@ -152,6 +153,8 @@ extern "C" void cd_cuda_set_tf32(int on) { g_tf32 = on != 0; }
 extern "C" int cd_cuda_get_tf32(void) { return g_tf32; }
 extern "C" void cd_cuda_set_fp16(int on) { g_fp16 = on != 0; }
 extern "C" int cd_cuda_get_fp16(void) { return g_fp16; }
+extern "C" void cd_cuda_set_deterministic(int on) { g_deterministic = on != 0; }
+extern "C" int cd_cuda_get_deterministic(void) { return g_deterministic; }
 
 // ---- per-stream context: cuBLAS handle, cuDNN handle, scratch buffer -----------------
 typedef struct {
@@ -159,9 +162,9 @@ typedef struct {
     int used;
     cublasHandle_t cublas;
     void *cudnn;
-    void *scratch;
-    size_t scratch_bytes;
-    int captured;      // a CUDA graph was captured on this stream: it may hold the scratch pointer
+    void *scratch[2];  // [0] cd_cuda_scratch, [1] cd_cuda_scratch_outer
+    size_t scratch_bytes[2];
+    int captured;      // a CUDA graph was captured on this stream: it may hold the scratch pointers
     void **retired;    // scratch buffers replaced after a capture (freed with the stream)
     int nretired;
 } StreamCtx;
@@ -206,7 +209,8 @@ static void ctx_release(cudaStream_t s) {
 #if CD_HAVE_CUDNN
     if (c.cudnn) cudnnDestroy((cudnnHandle_t)c.cudnn);
 #endif
-    if (c.scratch) cudaCheck(cudaFree(c.scratch));
+    for (int i = 0; i < 2; i++)
+        if (c.scratch[i]) cudaCheck(cudaFree(c.scratch[i]));
     for (int i = 0; i < c.nretired; i++) cudaCheck(cudaFree(c.retired[i]));
     free(c.retired);
 }
@@ -238,32 +242,33 @@ extern "C" void *cd_cuda_cudnn(void *stream) {
 #endif
 }
 
-extern "C" void *cd_cuda_scratch(void *stream, size_t bytes) {
+static void *scratch_slot(void *stream, int slot, size_t bytes) {
     StreamCtx *c = ctx_for(stream);
     if (!c) return NULL;
-    if (bytes > c->scratch_bytes) {
-        if (c->scratch && c->captured) {
+    if (bytes > c->scratch_bytes[slot]) {
+        void *old = c->scratch[slot];
+        if (old && c->captured) {
             // A graph captured on this stream has the old pointer baked into its nodes and may
             // be replayed later: keep that buffer alive until the stream is destroyed.
             void **r = (void **)realloc(c->retired, sizeof(void *) * (c->nretired + 1));
             if (!r) { cd_cuda_fail(__FILE__, __LINE__, "cd_cuda_scratch", "out of host memory"); return NULL; }
             c->retired = r;
-            c->retired[c->nretired++] = c->scratch;
-            c->scratch = NULL;
-            c->scratch_bytes = 0;
-        } else if (c->scratch) {
+            c->retired[c->nretired++] = old;
+        } else if (old) {
             // The old buffer may still be in use by queued work on this stream.
             if (cudaCheck(cudaStreamSynchronize(c->stream))) return NULL;
-            cudaCheck(cudaFree(c->scratch));
-            c->scratch = NULL;
-            c->scratch_bytes = 0;
+            cudaCheck(cudaFree(old));
         }
+        c->scratch[slot] = NULL;
+        c->scratch_bytes[slot] = 0;
         size_t want = bytes + bytes / 4 + 256;
-        if (cudaCheck(cudaMalloc(&c->scratch, want))) return NULL;
-        c->scratch_bytes = want;
+        if (cudaCheck(cudaMalloc(&c->scratch[slot], want))) return NULL;
+        c->scratch_bytes[slot] = want;
     }
-    return c->scratch;
+    return c->scratch[slot];
 }
+extern "C" void *cd_cuda_scratch(void *stream, size_t bytes) { return scratch_slot(stream, 0, bytes); }
+extern "C" void *cd_cuda_scratch_outer(void *stream, size_t bytes) { return scratch_slot(stream, 1, bytes); }
 
 // ---- CUDA graphs (plain-C API: model code needs no CUDA header) --------------------------------
 // Failures are returned (cd_err) and CUDA's last error is cleared; the sticky flag stays as it

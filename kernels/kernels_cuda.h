@@ -43,6 +43,9 @@ void *cd_cuda_cudnn(void *stream);     // cudnnHandle_t bound to stream
 // Scratch device memory owned by the stream's context: valid until the next call of
 // cd_cuda_scratch on the same stream (grows; never shrinks). NULL on failure.
 void *cd_cuda_scratch(void *stream, size_t bytes);
+// The stream's second scratch buffer, the same rules: for an op that holds a buffer while it
+// calls ops that use cd_cuda_scratch (the head-dim-160 attention backward's widened copies).
+void *cd_cuda_scratch_outer(void *stream, size_t bytes);
 // Bytes currently allocated through cd_cuda_malloc (not the streams' scratch or the libraries'
 // own memory), and in *peak (may be NULL) the most at once since the start or the last
 // cd_cuda_alloc_reset_peak(). Thread-safe.
@@ -70,6 +73,15 @@ void cd_cuda_graph_destroy(void *exec);
 // work is queued; 16-bit copies made in one format are garbage read in the other.
 void cd_cuda_set_fp16(int on);
 int cd_cuda_get_fp16(void);
+// Deterministic mode (off by default): the attention backward adds without float atomics, so
+// the same inputs give the same bits run to run (on the same GPU and library versions). It
+// costs the attention backward a second, query-parallel pass for dq (FlashAttention's
+// deterministic trade-off). Every other op is deterministic in both modes: reductions sum
+// per-block partials in a fixed order, cuBLAS GEMMs are (NVIDIA: same architecture and SM
+// count), and convolutions pick deterministic cuDNN algorithms (cuda_conv.cu).
+// Process-wide like TF32: set it before work is queued.
+void cd_cuda_set_deterministic(int on);
+int cd_cuda_get_deterministic(void);
 
 // ---- bf16 conversion (kernels/cuda_elementwise.cu) ----------------------------------
 void cd_cuda_f32_to_bf16(uint16_t *y, const float *x, int64_t n, void *stream);

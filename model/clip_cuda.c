@@ -484,15 +484,22 @@ int cd_clip_text_cuda_backward_rows(cd_clip_text_cuda *g, const float *d_dout, i
     cd_cuda_status();
     nn_dmark m0 = nn_dmark_get(d);
     int32_t *dmap = (int32_t *)nn_da(d, n);
-    float *dx = nn_da(d, nc), *rg = zeros(d, (int64_t)(nrows + 1) * C);   // row nrows: the other ids
-    if (rg && cd_cuda_memcpy_h2d(dmap, map, sizeof(int32_t) * n, d->st)) dfail(d, "uploading the row map failed");
+    // row nrows stands for every other id; the row mask leaves it out of the embedding backward
+    uint8_t *dkeep = (uint8_t *)nn_da(d, (nrows + 1 + 3) / 4), *keep = cd_malloc((size_t)nrows + 1);
+    memset(keep, 1, (size_t)nrows);
+    keep[nrows] = 0;
+    float *dx = nn_da(d, nc), *rg = zeros(d, (int64_t)(nrows + 1) * C);
+    if (rg && (cd_cuda_memcpy_h2d(dmap, map, sizeof(int32_t) * n, d->st) ||
+               cd_cuda_memcpy_h2d(dkeep, keep, (size_t)nrows + 1, d->st)))
+        dfail(d, "uploading the row map failed");
     free(map);
+    free(keep);
     if (!d->err)
         cd_cuda_layernorm_bwd(dx, NULL, NULL, d_dout, g->xs + nl * nc, g->meanf, g->rstdf, nn_dw(d, t->lnf_g),
                               (int)n, C, d->st);
     for (int i = nl - 1; i >= 0 && !d->err; i--) layer_bwd(&g->tw, &t->L[i], dx, g->xs + i * nc, &g->sv[i]);
     if (!d->err) {
-        cd_cuda_embedding_bwd(rg, dx, dmap, (int)n, C, NULL, d->st);
+        cd_cuda_embedding_bwd(rg, dx, dmap, (int)n, C, dkeep, d->st);
         cd_cuda_acc(d_rowgrad, rg, (int64_t)nrows * C, d->st);
     }
     int rc = d->err ? -1 : 0;

@@ -20,4 +20,7 @@ int cd_precision_half(int prec);
 // Sets the process-wide CUDA modes for prec: TF32 math (tf32) and the 16-bit storage format
 // (fp16 or bf16). Call it before any 16-bit copy is made (weights converted, plans built).
 void cd_precision_apply(int prec);
+// --deterministic: the process-wide CUDA deterministic mode (cd_cuda_set_deterministic: the
+// attention backward without float atomics, so a GPU run repeats bit for bit). A no-op without CUDA.
+void cd_precision_deterministic(int on);
 #endif

@@ -29,3 +29,11 @@ void cd_precision_apply(int prec) {
     (void)prec;
 #endif
 }
+
+void cd_precision_deterministic(int on) {
+#ifdef CD_CUDA
+    cd_cuda_set_deterministic(on);
+#else
+    (void)on;
+#endif
+}

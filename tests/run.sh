@@ -58,8 +58,9 @@ fi
 # NAME:test1,test2 for a CD_TEST_ONLY subset); make test-sim runs them all (slow), as does a
 # GPU (make test-cuda).
 SIM_FAST="test_runtime_cuda test_fp16_cuda test_causal16_cuda test_nn16_cuda test_clip_cuda
+  test_kernels_cuda:cuda_attention_small,cuda_attention_bf16_small,cuda_attention_deterministic_small,cuda_deterministic_reductions,cuda_embeddings,cuda_optim,cuda_linear,cuda_layernorm
   test_unet_cuda:unet_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd2
-  test_unet_train_cuda:unet_train_cuda_v1_unfused_bf16,unet_train_cuda_v2_fused_40_64,unet_train_cuda_params,unet_train_cuda_errors,unet_train_cuda_plan,block_transformer_cuda,golden_blocks_sd15_cuda"
+  test_unet_train_cuda:unet_train_cuda_v1_unfused_bf16,unet_train_cuda_v2_fused_40_64,unet_train_cuda_deterministic,unet_train_cuda_params,unet_train_cuda_errors,unet_train_cuda_plan,block_transformer_cuda,golden_blocks_sd15_cuda"
 if [ "$mode" = cpu ]; then
   for e in $SIM_FAST; do
     n=${e%%:*}; only=; [ "$n" != "$e" ] && only=${e#*:}

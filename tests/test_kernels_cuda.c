@@ -494,6 +494,86 @@ TEST(cuda_attention_small) {
     attention_case_c(1, 2, 130, 130, 40, 0, 1); // causal across several tiles
 }
 
+// Deterministic mode (cd_cuda_set_deterministic(1)): the attention backward against the CPU
+// within the usual tolerances, then the same backward twice on the same inputs, which must agree
+// bit for bit (in the default mode dq, dk, dv add with float atomics in whatever order the blocks
+// run). bits16: the 16-bit kernels (D = 160 through the widened fp32 backward).
+static void attention_det_case(int bits16, int B, int H, int Nq, int Nk, int D, int detach, int causal) {
+    cd_cuda_set_deterministic(1);
+    if (bits16) attention_bf16_case_c(B, H, Nq, Nk, D, detach, causal);
+    else attention_case_c(B, H, Nq, Nk, D, detach, causal);
+    const int HD = H * D;
+    const int64_t nq = (int64_t)B * Nq * HD, nk = (int64_t)B * Nk * HD, nl = (int64_t)B * H * Nq;
+    const float scale = 1.f / sqrtf((float)D);
+    float *q = hrand(nq, 2), *k = hrand(nk, 2), *v = hrand(nk, 1), *dout = hrand(nq, 1);
+    float *gl = dout_(nl), *g[2][3];
+    void *gq, *gk, *gv, *gdo, *go;
+    if (bits16) {
+        uint16_t *qb = ctl_round16(q, nq), *kb = ctl_round16(k, nk), *vb = ctl_round16(v, nk), *db = ctl_round16(dout, nq);
+        gq = dbuf(qb, 2 * nq), gk = dbuf(kb, 2 * nk), gv = dbuf(vb, 2 * nk), gdo = dbuf(db, 2 * nq), go = dbuf(NULL, 2 * nq);
+        free(qb); free(kb); free(vb); free(db);
+        if (causal) cd_cuda_attention_causal_fwd_bf16(go, 1, gl, gq, gk, gv, B, H, Nq, D, scale, NULL);
+        else cd_cuda_attention_fwd_bf16(go, 1, gl, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
+    } else {
+        gq = din(q, nq), gk = din(k, nk), gv = din(v, nk), gdo = din(dout, nq), go = dout_(nq);
+        if (causal) cd_cuda_attention_causal_fwd(go, gl, gq, gk, gv, B, H, Nq, D, scale, NULL);
+        else cd_cuda_attention_fwd(go, gl, gq, gk, gv, B, H, Nq, Nk, D, scale, NULL);
+    }
+    for (int r = 0; r < 2; r++) {
+        g[r][0] = dout_(nq), g[r][1] = dout_(nk), g[r][2] = dout_(nk);
+        if (bits16 && causal)
+            cd_cuda_attention_causal_bwd_bf16(g[r][0], g[r][1], g[r][2], gdo, gq, gk, gv, go, gl, B, H, Nq, D, scale, NULL);
+        else if (bits16)
+            cd_cuda_attention_bwd_bf16(g[r][0], g[r][1], g[r][2], gdo, gq, gk, gv, go, gl, B, H, Nq, Nk, D, scale, detach, NULL);
+        else if (causal)
+            cd_cuda_attention_causal_bwd(g[r][0], g[r][1], g[r][2], gdo, gq, gk, gv, go, gl, B, H, Nq, D, scale, NULL);
+        else
+            cd_cuda_attention_bwd(g[r][0], g[r][1], g[r][2], gdo, gq, gk, gv, go, gl, B, H, Nq, Nk, D, scale, detach, NULL);
+    }
+    const int64_t n[3] = {nq, nk, nk};
+    const char *what[3] = {"dq", "dk", "dv"};
+    for (int t = 0; t < 3; t++) {
+        float *a = cd_malloc(4 * n[t]), *b = cd_malloc(4 * n[t]);
+        char nm[96];
+        snprintf(nm, sizeof nm, "deterministic attn%s %s B%d H%d %dx%d D%d %s", causal ? " causal" : "",
+                 bits16 ? T16("bf16") : "fp32", B, H, Nq, Nk, D, what[t]);
+        if (fetch(nm, a, g[0][t], 4 * n[t]) == 0 && fetch(nm, b, g[1][t], 4 * n[t]) == 0) {
+            int64_t diff = 0;
+            for (int64_t i = 0; i < n[t]; i++) diff += memcmp(&a[i], &b[i], 4) != 0;
+            printf("  info: %-52s repeat: %s\n", nm, diff ? "DIFFERS" : "bit-identical");
+            if (diff) tl_fail(__FILE__, __LINE__, "%s: %lld of %lld values differ between two runs", nm, (long long)diff,
+                              (long long)n[t]);
+        }
+        free(a); free(b);
+    }
+    free(q); free(k); free(v); free(dout);
+    free_all();
+    cd_cuda_set_deterministic(0);
+}
+
+// SD shapes with query splits (cross-attention with 77 keys: few key tiles, so the queries
+// are split; self-attention at 32x32), ragged and causal tiles, every head dim.
+TEST(cuda_attention_deterministic) {
+    attention_det_case(0, 2, 8, 1024, 77, 40, 1, 0);  // cross, token-0 detach, split queries
+    attention_det_case(0, 1, 2, 1024, 1024, 64, 0, 0);
+    attention_det_case(0, 1, 2, 130, 130, 80, 0, 1);  // causal, ragged
+    attention_det_case(0, 1, 2, 65, 77, 160, 1, 0);
+    attention_det_case(1, 2, 8, 4096, 77, 40, 1, 0);
+    attention_det_case(1, 1, 4, 1024, 1024, 80, 0, 0);
+    attention_det_case(1, 2, 12, 77, 77, 64, 0, 1);   // CLIP-L text
+    attention_det_case(1, 2, 8, 64, 77, 160, 1, 0);   // widened to the fp32 backward
+}
+// Ragged tiles and many query splits per key tile, every head dim (fast enough for the CPU
+// simulation in make test).
+TEST(cuda_attention_deterministic_small) {
+    attention_det_case(0, 1, 2, 130, 77, 40, 1, 0);
+    attention_det_case(0, 2, 2, 70, 77, 64, 1, 0);
+    attention_det_case(0, 1, 1, 131, 131, 80, 0, 1);
+    attention_det_case(0, 1, 2, 65, 33, 160, 0, 0);
+    attention_det_case(1, 1, 3, 100, 33, 40, 0, 0);
+    attention_det_case(1, 1, 2, 131, 131, 64, 0, 1);
+}
+
 // The fused kernels against the unfused cuBLAS version at the full SD shape (GPU only).
 TEST(cuda_attention_vs_naive) {
     int B = 2, H = 8, N = 4096, D = 40, HD = H * D;
@@ -679,8 +759,9 @@ TEST(cuda_embeddings) {
     cd_cuda_embedding_bwd(g1, gdo, gids, n, c, gmask, NULL);
     cd_cuda_embedding_bwd(g2, gdo, gids, n, c, NULL, NULL);
     cmp("embedding fwd", gout, out, (int64_t)n * c, TOL32);
-    cmp("embedding bwd masked (+=)", g1, r1, (int64_t)V * c, TOL32);
-    cmp("embedding bwd all (+=)", g2, r2, (int64_t)V * c, TOL32);
+    // one thread per column adds the positions in order, as the CPU does: exactly equal
+    cmp("embedding bwd masked (+=, exact)", g1, r1, (int64_t)V * c, 0);
+    cmp("embedding bwd all (+=, exact)", g2, r2, (int64_t)V * c, 0);
     free(ref); free(ref2); free(mask); free(table); free(dout); free(out); free(init); free(r1); free(r2);
     free_all();
 }
@@ -814,6 +895,43 @@ TEST(cuda_optim) {
     free(a); free(b); free(m); free(g1); free(g2); free(p); free(gr); free(mm); free(vv);
     free_all();
 }
+
+// The reductions that trained tensors' gradients, the loss and the gradient norm go through
+// are deterministic in both modes: two runs on the same inputs give the same bits (the
+// simulator starts blocks in a new order at every launch, as a GPU may).
+static int same_bits(const char *what, const void *a, const void *b, size_t bytes) {
+    int same = !memcmp(a, b, bytes);
+    printf("  info: %-40s repeat: %s\n", what, same ? "bit-identical" : "DIFFERS");
+    if (!same) tl_fail(__FILE__, __LINE__, "%s: two runs on the same inputs differ", what);
+    return same;
+}
+TEST(cuda_deterministic_reductions) {
+    int n = 4096, in = 320, out = 320;
+    int64_t nx = (int64_t)n * in, ny = (int64_t)n * out;
+    float *x = hrand(nx, 1), *W = hrand((int64_t)out * in, 1), *dy = hrand(ny, 1), *b0 = hrand(out, 1);
+    float *gx = din(x, nx), *gW = din(W, (int64_t)out * in), *gdy = din(dy, ny);
+    float *gdb[2], *gdg[2], *gdbl[2], h[2][3][320];
+    float *cm = din(x, n), *cr = din(x, n); // any statistics: the same in both runs
+    for (int r = 0; r < 2; r++) {
+        gdb[r] = din(b0, out), gdg[r] = din(b0, out), gdbl[r] = din(b0, out);
+        cd_cuda_linear_bwd(NULL, NULL, gdb[r], gdy, gx, gW, n, in, out, NULL);           // bias grad: column sums
+        cd_cuda_layernorm_bwd(NULL, gdg[r], gdbl[r], gdy, gdy, cm, cr, NULL, n, out, NULL); // LayerNorm dg, db
+        fetch("linear db", h[r][0], gdb[r], sizeof h[r][0]);
+        fetch("layernorm dg", h[r][1], gdg[r], sizeof h[r][1]);
+        fetch("layernorm db", h[r][2], gdbl[r], sizeof h[r][2]);
+    }
+    same_bits("linear bwd db 4096x320", h[0][0], h[1][0], sizeof h[0][0]);
+    same_bits("layernorm bwd dg 4096x320", h[0][1], h[1][1], sizeof h[0][1]);
+    same_bits("layernorm bwd db 4096x320", h[0][2], h[1][2], sizeof h[0][2]);
+    int64_t m = (int64_t)4 * 4 * 64 * 64 + 5;
+    float *a = hrand(m, 1), *bb = hrand(m, 1), *ga = din(a, m), *gb = din(bb, m);
+    double s1 = cd_cuda_mse_fwd_bwd(NULL, ga, gb, NULL, m, 1.f, NULL), s2 = cd_cuda_mse_fwd_bwd(NULL, ga, gb, NULL, m, 1.f, NULL);
+    double q1 = cd_cuda_sumsq(ga, m, NULL), q2 = cd_cuda_sumsq(ga, m, NULL);
+    same_bits("mse sum (65541 values)", &s1, &s2, sizeof s1);
+    same_bits("sum of squares (65541 values)", &q1, &q2, sizeof q1);
+    free(x); free(W); free(dy); free(b0); free(a); free(bb);
+    free_all();
+}
 #endif
 
 #define ALL_TESTS(X) X(cuda_attention_small) X(cuda_attention_bf16_small) X(cuda_attention_bad_dim) \
@@ -823,7 +941,8 @@ TEST(cuda_optim) {
     X(cuda_attention_cross) X(cuda_attention_vs_naive) X(cuda_attention_bf16) X(cuda_activations)    \
     X(cuda_geglu) X(cuda_arith) X(cuda_layout) X(cuda_embeddings) X(cuda_optim) X(cuda_bf16_forward)   \
     X(cuda_gemm_fp16) X(cuda_conv_fp16) X(cuda_conv_fp16_bwd_data) X(cuda_attention_fp16_small)         \
-    X(cuda_attention_fp16) X(cuda_fp16_forward) X(cuda_attention_causal_bf16) X(cuda_attention_causal_fp16)
+    X(cuda_attention_fp16) X(cuda_fp16_forward) X(cuda_attention_causal_bf16) X(cuda_attention_causal_fp16) \
+    X(cuda_attention_deterministic) X(cuda_attention_deterministic_small) X(cuda_deterministic_reductions)
 
 #define SKIP_ONE(t) printf("SKIP %s: %s\n", #t, why);
 #define RUN_ONE(t) RUN(t);   // CD_TEST_ONLY selects (tl_run)

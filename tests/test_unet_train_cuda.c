@@ -280,6 +280,65 @@ TEST(unet_train_cuda_v2_fused_40_64) {
     k.B = 1; k.tf32 = 1;
     run_case(&k, &(double){0}, NULL);
 }
+// cd_cuda_set_deterministic(1): the same training step twice (zero_grad between) gives the same
+// out, d context and gradients bit for bit, at a size where the fused attention backward has
+// several key tiles (dq) and query splits (dk, dv) to add up: 16x16 latent (256 queries in 4
+// tiles), 77 context tokens. The default (atomic) mode is run the same way for the record:
+// through the CPU simulation its runs differ (blocks start in a new order at every launch).
+static int repeat_differs(const step_res *a, const step_res *b, int64_t no, int64_t nc, const cd_param *ps, int np) {
+    int n = memcmp(a->out, b->out, no * 4) != 0;
+    n += memcmp(a->dctx, b->dctx, nc * 4) != 0;
+    for (int i = 0; i < np; i++) n += memcmp(a->g[i], b->g[i], ps[i].numel * 4) != 0;
+    return n;
+}
+TEST(unet_train_cuda_deterministic) {
+    cd_unet_config c; cfg_v2(&c, 80, 128, 2);
+    tcase k = mk(&c, CD_TRAIN_CROSSATTN_KV, 1, "v2 dims 40/64, kv, bf16, 16x16, 77 tokens");
+    k.B = 1; k.H = k.W = 16; k.M = 77;
+    cd_weights ws;
+    cd_weights_init(&ws, k.what);
+    cd_unet *u = NULL;
+    cd_unet_cuda *g = NULL;
+    cd_param *ps;
+    int np;
+    CHECK_OK(cd_unet_new_random(&u, &k.c, &ws, 11));
+    damp_model(&ws, k.damp);
+    CHECK_OK(cd_unet_set_train(u, k.mode, &ps, &np));
+    int64_t nx = (int64_t)k.B * k.c.in_channels * k.H * k.W, no = (int64_t)k.B * k.c.out_channels * k.H * k.W;
+    int64_t nc = (int64_t)k.B * k.M * k.c.cross_dim;
+    float *x = malloc(nx * 4), *ctx = malloc(nc * 4), *r = malloc(no * 4), t[1] = {500.f};
+    tl_rand(x, nx, 1); tl_rand(ctx, nc, 2); tl_rand(r, no, 3);
+    float *dx = cd_cuda_malloc(nx * 4), *dt = cd_cuda_malloc(4), *dc = cd_cuda_malloc(nc * 4), *dr = cd_cuda_malloc(no * 4);
+    float *dres = cd_cuda_malloc(no * 4), *ddctx = cd_cuda_malloc(nc * 4);
+    int ok = ddctx && !cd_unet_cuda_new(&g, u, NULL) && !cd_unet_cuda_set_bf16(g, 1) && !cd_unet_cuda_train_setup(g) &&
+             !cd_cuda_memcpy_h2d(dx, x, nx * 4, NULL) && !cd_cuda_memcpy_h2d(dt, t, 4, NULL) &&
+             !cd_cuda_memcpy_h2d(dc, ctx, nc * 4, NULL) && !cd_cuda_memcpy_h2d(dr, r, no * 4, NULL);
+    int differ[2] = {-1, -1};
+    for (int det = 1; det >= 0 && ok; det--) {
+        step_res a, b;
+        res_alloc(&a, no, nc, ps, np);
+        res_alloc(&b, no, nc, ps, np);
+        cd_cuda_set_deterministic(det);
+        cd_unet_cuda_zero_grad(g);
+        ok = !dev_step(g, np, &k, dx, dt, dc, dr, dres, ddctx, &a, no, nc, ps);
+        cd_unet_cuda_zero_grad(g);
+        if (ok) ok = !dev_step(g, np, &k, dx, dt, dc, dr, dres, ddctx, &b, no, nc, ps);
+        if (ok) differ[det] = repeat_differs(&a, &b, no, nc, ps, np);
+        res_free(&a);
+        res_free(&b);
+    }
+    cd_cuda_set_deterministic(0);
+    printf("  info: %s: of out, dctx and %d gradients, %d differ between two deterministic steps (%d in the "
+           "default mode)\n", k.what, np, differ[1], differ[0]);
+    CHECKF(ok, "%s: %s", k.what, cd_errmsg());
+    CHECKF(differ[1] == 0, "%s: %d tensors differ between two deterministic steps", k.what, differ[1]);
+    if (g) cd_unet_cuda_train_free(g);
+    cd_unet_cuda_free(g);
+    cd_cuda_free(dx); cd_cuda_free(dt); cd_cuda_free(dc); cd_cuda_free(dr); cd_cuda_free(dres); cd_cuda_free(ddctx);
+    cd_unet_free(u);
+    cd_weights_free(&ws);
+    free(x); free(ctx); free(r);
+}
 TEST(unet_train_cuda_v2_fused_80_160) {
     cd_unet_config c; cfg_v2(&c, 160, 320, 1);
     c.groups = 32;
@@ -514,7 +573,8 @@ TEST(golden_blocks_sd15_cuda) {
 #endif
 
 #define ALL_TESTS(X) X(unet_train_cuda_errors) X(unet_train_cuda_plan) X(unet_train_cuda_v1_unfused_fp32) \
-    X(unet_train_cuda_v1_unfused_bf16) X(unet_train_cuda_v2_fused_40_64) X(unet_train_cuda_v2_fused_80_160) \
+    X(unet_train_cuda_v1_unfused_bf16) X(unet_train_cuda_v2_fused_40_64) X(unet_train_cuda_deterministic) \
+    X(unet_train_cuda_v2_fused_80_160) \
     X(unet_train_cuda_params) X(block_transformer_cuda) \
     X(golden_blocks_sd15_cuda)
 

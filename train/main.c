@@ -55,6 +55,7 @@ static cd_opt opts[] = {
     {"validation-prompt", CD_OPT_STR, &A.validation_prompt, NULL, "sample this prompt every --validation-steps"},
     {"validation-steps", CD_OPT_INT, &A.validation_steps, "50", "steps between validation samples"},
     {"device", CD_OPT_STR, &A.device, "cpu", "cpu or cuda (an NVIDIA GPU; needs a CUDA build)"},
+    {"deterministic", CD_OPT_FLAG, &A.deterministic, "0", "GPU: repeat a run bit for bit (the attention backward without float atomics; costs it one more pass). The CPU always does"},
     {"precision", CD_OPT_STR, &A.precision, "auto", "fp32, tf32, bf16 or fp16 (GPU; fp16 scales the loss dynamically); auto: fp32 on the CPU, bf16 on the GPU"},
     {"out", CD_OPT_STR, &A.out, "run", "run folder"},
     {"resume", CD_OPT_STR, &A.resume, NULL, "resume from a checkpoint folder, a run folder, or 'latest' (= --out)"},
@@ -109,11 +110,12 @@ static int setup_gpu(cd_run *r) {
     if (strcmp(A.device, "cuda")) return 0;
     int prec = CD_PREC_BF16;
     if (strcmp(A.precision, "auto")) CD_TRY(cd_precision_parse(A.precision, &prec));
+    cd_precision_deterministic(A.deterministic);
     CD_TRY(cd_trainer_cuda_new(&r->gpu, &r->tr, prec));
     cd_trainer_cuda_stats s;
     cd_trainer_cuda_get_stats(r->gpu, &s);
-    cd_info("cuda: %s, weights %.2f GiB, gradients + AdamW %.1f MiB (activations are planned by the first step)",
-            cd_precision_name(prec), s.weights / 1073741824.0, s.optimizer / 1048576.0);
+    cd_info("cuda: %s%s, weights %.2f GiB, gradients + AdamW %.1f MiB (activations are planned by the first step)",
+            cd_precision_name(prec), A.deterministic ? " deterministic" : "", s.weights / 1073741824.0, s.optimizer / 1048576.0);
     return 0;
 }
 

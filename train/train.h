@@ -18,7 +18,7 @@ typedef struct {
     int overwrite;           // start a fresh run in an --out that holds an earlier run
     int with_prior, real_prior, num_class_images, resolution, batch, warmup, max_steps, accum;
     int checkpointing_steps, checkpoints_limit, hflip, noaug, center_crop, cache_latents;
-    int grad_ckpt, validation_steps, scale_lr;
+    int grad_ckpt, validation_steps, scale_lr, deterministic;
     double prior_loss_weight, lr, max_grad_norm, adam_beta1, adam_beta2, adam_eps, weight_decay;
     int64_t seed;
 } cd_train_args;

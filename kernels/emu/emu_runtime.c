@@ -79,6 +79,10 @@ void cd_cuda_set_tf32(int on) { g_tf32 = on != 0; }
 int cd_cuda_get_tf32(void) { return g_tf32; }
 void cd_cuda_set_fp16(int on) { emu_fp16 = on != 0; }
 int cd_cuda_get_fp16(void) { return emu_fp16; }
+// The emulation is sequential: every run repeats bit for bit; the flag is kept for its getter.
+static int emu_det;
+void cd_cuda_set_deterministic(int on) { emu_det = on != 0; }
+int cd_cuda_get_deterministic(void) { return emu_det; }
 
 // ---- the device-memory table ----------------------------------------------------------------
 typedef struct {
@@ -211,8 +215,8 @@ int emu_is_dev(const void *p) {
 #define EMU_STREAM_MAGIC 0x5e7ea3c0u
 #define EMU_MAX_STREAMS 32
 #define SLOT_GONE 63   // destroyed streams whose accesses no synchronisation has retired
-typedef struct { uint32_t magic; int id, slot, has_ctx; void *scratch; size_t scratch_bytes; } emu_stream;
-static emu_stream g_default = {EMU_STREAM_MAGIC, 0, 0, 0, NULL, 0};
+typedef struct { uint32_t magic; int id, slot, has_ctx; void *scratch[2]; size_t scratch_bytes[2]; } emu_stream; // [1]: outer
+static emu_stream g_default = {EMU_STREAM_MAGIC, 0, 0, 0, {NULL, NULL}, {0, 0}};
 static int g_nstreams = 1, g_next_id = 1;
 static uint64_t g_slots_used = 1;       // slot 0: the default stream
 static int g_slot_id[64];               // stream id of each slot (for messages)
@@ -439,7 +443,8 @@ void cd_cuda_stream_destroy(void *stream) {
     if (!stream) return;
     emu_stream *s = ctx_for(stream, "cudaStreamDestroy");
     if (!s) return;
-    if (s->scratch) free_scratch(s->scratch);
+    for (int i = 0; i < 2; i++)
+        if (s->scratch[i]) free_scratch(s->scratch[i]);
     pthread_mutex_lock(&g_mu);
     uint64_t bit = (uint64_t)1 << s->slot;
     for (int i = 0; i < g_nreg; i++) {
@@ -467,24 +472,26 @@ void *cd_cuda_cudnn(void *stream) {
     return s;
 }
 
-void *cd_cuda_scratch(void *stream, size_t bytes) {
-    emu_stream *s = ctx_for(stream, "cd_cuda_scratch");
+static void *scratch_slot(void *stream, int slot, size_t bytes, const char *what) {
+    emu_stream *s = ctx_for(stream, what);
     if (!s) return NULL;
     s->has_ctx = 1;
-    if (bytes > s->scratch_bytes) {   // as the GPU: the old buffer goes, a bigger one (NaN-filled) comes
-        if (s->scratch) {
+    if (bytes > s->scratch_bytes[slot]) {   // as the GPU: the old buffer goes, a bigger one (NaN-filled) comes
+        if (s->scratch[slot]) {
             emu_retire(stream, 0);    // the .cu synchronises the stream before it frees the old one
-            free_scratch(s->scratch);
+            free_scratch(s->scratch[slot]);
         }
-        s->scratch = NULL;
-        s->scratch_bytes = 0;
+        s->scratch[slot] = NULL;
+        s->scratch_bytes[slot] = 0;
         size_t want = bytes + bytes / 4 + 256;
-        s->scratch = dev_alloc(want, 1, "cudaMalloc(&c->scratch, want)");
-        if (!s->scratch) return NULL;
-        s->scratch_bytes = want;
+        s->scratch[slot] = dev_alloc(want, 1, "cudaMalloc(&c->scratch[slot], want)");
+        if (!s->scratch[slot]) return NULL;
+        s->scratch_bytes[slot] = want;
     }
-    return s->scratch;
+    return s->scratch[slot];
 }
+void *cd_cuda_scratch(void *stream, size_t bytes) { return scratch_slot(stream, 0, bytes, "cd_cuda_scratch"); }
+void *cd_cuda_scratch_outer(void *stream, size_t bytes) { return scratch_slot(stream, 1, bytes, "cd_cuda_scratch_outer"); }
 
 // ---- CUDA graphs: not emulated ------------------------------------------------------------------
 // Not through the sticky flag: the caller reads the return value and takes its fallback.

@@ -9,11 +9,11 @@
 // as it can (lanes in a random order between two warp barriers), so warps drift as far apart as
 // the barriers allow and a missing barrier shows as a read of NaN-filled or stale memory; a pass
 // in which no fiber can run while some are still live is a deadlock (reported, the rest of the
-// grid is skipped). Blocks of a grid are spread over CUSIM_THREADS executor threads (default 2
-// on a multi-core machine; 1 = fully deterministic: float atomics then always sum in the same
-// order). Built with -fsanitize=address, every switch is annotated
+// grid is skipped). Blocks start in a seeded random order that changes from launch to launch
+// (block_at), spread over CUSIM_THREADS executor threads (default 2 on a multi-core machine;
+// 1 = the same program and seed always run the same schedule). Built with -fsanitize=address, every switch is annotated
 // (__sanitizer_start/finish_switch_fiber), so ASan checks the kernels' own stacks too.
-// Environment: CUSIM_THREADS, CUSIM_SEED (another schedule), CUSIM_SCHED=fwd|rev (lanes and warps
+// Environment: CUSIM_THREADS, CUSIM_SEED (another schedule), CUSIM_SCHED=fwd|rev (blocks, lanes and warps
 // in index order / reversed instead of random), CUSIM_STACK_KB (fiber stack, default 256),
 // CUSIM_FAIL_ON_FAULT=1 (exit status 86 when there were simulator faults).
 #include "cusim.h"
@@ -506,6 +506,7 @@ struct Grid {
     void (*body)(void *);
     void *ctx;
     uint64_t nblocks;
+    uint64_t salt;     // this launch's block order (random mode)
     std::atomic<uint64_t> next{0};
     std::atomic<int> abort{0};
 };
@@ -718,11 +719,36 @@ static Sched *sched_here() {
     }
     return t_sched;
 }
+// The i-th block to start: in random mode a permutation of [0, n) seeded per launch (a GPU
+// gives no order among blocks, so float atomics from different blocks then sum in an order
+// that changes from launch to launch, as on the hardware); fwd / rev: index order or reversed.
+// The permutation: invertible steps on k-bit words (odd multiply, xor-shift, add), walked
+// until the value falls below n (a bijection on [0, 2^k) restricted by cycle walking).
+static uint64_t block_at(const Grid *gr, uint64_t i) {
+    const uint64_t n = gr->nblocks;
+    if (g_sched_mode == 1 || n < 2) return i;
+    if (g_sched_mode == 2) return n - 1 - i;
+    int k = 1;
+    while (k < 64 && (1ull << k) < n) k++;
+    const uint64_t mask = k == 64 ? ~0ull : (1ull << k) - 1;
+    const int sh = k / 2 > 0 ? k / 2 : 1;
+    uint64_t x = i;
+    do {
+        for (int r = 0; r < 3; r++) {
+            const uint64_t key = mix64(gr->salt + (uint64_t)r);
+            x = (x * (key | 1)) & mask;
+            x ^= x >> sh;
+            x = (x + (key >> 17)) & mask;
+        }
+    } while (x >= n);
+    return x;
+}
+
 static void run_blocks(Grid *gr) {
     Sched *s = sched_here();
     uint64_t i;
     while (!gr->abort.load(std::memory_order_relaxed) && (i = gr->next.fetch_add(1)) < gr->nblocks)
-        if (!run_block(s, gr, i)) gr->abort = 1;
+        if (!run_block(s, gr, block_at(gr, i))) gr->abort = 1;
 }
 
 // Executor threads beyond the calling one: persistent, woken per grid.
@@ -805,6 +831,8 @@ void cusim_run_grid(dim3 g, dim3 b, size_t smem, cudaStream_t st, const void *fn
     Grid gr;
     gr.g = g; gr.b = b; gr.smem = smem; gr.kname = kname; gr.body = body; gr.ctx = ctx;
     gr.nblocks = (uint64_t)g.x * g.y * g.z;
+    static std::atomic<uint64_t> launches{0};
+    gr.salt = mix64(g_seed + 0x632BE59BD9B4E019ull * ++launches);
     if (g_pool && gr.nblocks > 1) {
         {
             std::lock_guard<std::mutex> l(g_pool->m);

@@ -1,6 +1,6 @@
 // Helpers shared by the simulator's test programs (test.cpp, test_norm.cpp): a seeded uniform
-// generator, 16-bit conversions in either format, NaN-poisoned "device" buffers and
-// tests/testlib.c's relative error. Each program defines g_seed (its own default seed).
+// generator, 16-bit conversions in either format, NaN-poisoned "device" buffers, a fresh stream
+// per case and tests/testlib.c's relative error. Each program defines g_seed (its own default seed).
 #pragma once
 #include <math.h>
 #include <string.h>
@@ -30,6 +30,20 @@ template <typename X> static X *dalloc(size_t n) { // "device" buffer, exact siz
     X *p = (X *)cd_cuda_malloc(sizeof(X) * n);
     memset(p, 0xFF, sizeof(X) * n);
     return p;
+}
+// Each case runs on its own stream (g_st), made in case_begin and destroyed in case_end, so the
+// stream's scratch (cd_cuda_scratch) starts NaN-filled in every case: a kernel must write what
+// it reads. case_end returns 1 when a CUDA call failed during the case (cd_cuda_status).
+static void *g_st;
+static void case_begin(int fp16) {
+    cd_cuda_set_fp16(fp16);
+    g_st = cd_cuda_stream_create();
+}
+static int case_end() {
+    cd_cuda_sync(g_st);
+    cd_cuda_stream_destroy(g_st);
+    g_st = nullptr;
+    return cd_cuda_status() ? 1 : 0;
 }
 // tl_relerr of tests/testlib.c: max |a-b| / max |b|; any non-finite value -> inf. Counts NaNs.
 static double relerr(const float *a, const float *b, int64_t n, int64_t *nan_count) {

@@ -9,8 +9,6 @@ extern "C" {
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
 }
-extern int cusim_fp16, cusim_cuda_failures;
-void cusim_free_scratch();
 
 uint32_t g_seed = 7654321;
 #include "simtest.h"
@@ -25,20 +23,19 @@ static std::vector<float> rnd(int64_t n, float scale, float off) {
     for (auto &x : v) x = scale * frand() + off;
     return v;
 }
-static void finish(const char *tag, std::string &line, int err0, int cf0) {
-    if (cusim_errors - err0 || cusim_cuda_failures - cf0) { g_fail++; line += " SIMFAULTS/cudafail!"; }
+static void finish(const char *tag, std::string &line, int err0) {
+    if (case_end() || cusim_errors - err0) { g_fail++; line += " SIMFAULTS/cudafail!"; }
     printf("%-34s%s %s\n", tag, line.c_str(), line.find('!') == std::string::npos ? "PASS" : "FAIL");
     fflush(stdout);
     g_runs++;
-    cusim_free_scratch();
 }
 
 // mode 0 fp32 fwd+bwd, 1 bf16 fwd, 2 fp16 fwd
 static void ln_case(int mode, int n, int c, const char *tag) {
     const int64_t nt = (int64_t)n * c;
     const float eps = 1e-5f;
-    int err0 = cusim_errors, cf0 = cusim_cuda_failures, fp16 = mode == 2;
-    cusim_fp16 = fp16;
+    int err0 = cusim_errors, fp16 = mode == 2;
+    case_begin(fp16);
     std::vector<float> x = rnd(nt, 2.f, 0.3f), g = rnd(c, 1.f, 0.f), b = rnd(c, 1.f, 0.f), dy = rnd(nt, 1.f, 0.f);
     std::vector<float> dg = rnd(c, 1.f, 0.f), db = rnd(c, 1.f, 0.f), y(nt), mean(n), rstd(n), dx(nt);
     std::vector<uint16_t> x16(nt);
@@ -49,7 +46,7 @@ static void ln_case(int mode, int n, int c, const char *tag) {
     std::vector<float> gy(nt);
     if (mode == 0) {
         float *gx = dcopy(x), *gyd = dalloc<float>(nt);
-        cd_cuda_layernorm_fwd(gyd, gm, gr, gx, gg, gb, n, c, eps, nullptr);
+        cd_cuda_layernorm_fwd(gyd, gm, gr, gx, gg, gb, n, c, eps, g_st);
         check(tag, "y", gyd, y.data(), nt, 1e-5, line);
         check(tag, "mean", gm, mean.data(), n, 1e-5, line);
         check(tag, "rstd", gr, rstd.data(), n, 1e-5, line);
@@ -57,7 +54,7 @@ static void ln_case(int mode, int n, int c, const char *tag) {
         float *gdy = dcopy(dy), *gdg = dcopy(dg), *gdb = dcopy(db), *gdx = dalloc<float>(nt), *cm = dcopy(mean),
               *cr = dcopy(rstd);
         cd_layernorm_bwd(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(), rstd.data(), g.data(), n, c);
-        cd_cuda_layernorm_bwd(gdx, gdg, gdb, gdy, gx, cm, cr, gg, n, c, nullptr);
+        cd_cuda_layernorm_bwd(gdx, gdg, gdb, gdy, gx, cm, cr, gg, n, c, g_st);
         check(tag, "dx", gdx, dx.data(), nt, 1e-5, line);
         check(tag, "dg", gdg, dg.data(), c, 1e-5, line);
         check(tag, "db", gdb, db.data(), c, 1e-5, line);
@@ -65,7 +62,7 @@ static void ln_case(int mode, int n, int c, const char *tag) {
             cd_cuda_free(p);
     } else {
         uint16_t *gx = dcopy(x16), *gyd = dalloc<uint16_t>(nt);
-        cd_cuda_layernorm_fwd_bf16(gyd, gm, gr, gx, gg, gb, n, c, eps, nullptr);
+        cd_cuda_layernorm_fwd_bf16(gyd, gm, gr, gx, gg, gb, n, c, eps, g_st);
         for (int64_t i = 0; i < nt; i++) gy[i] = to32(gyd[i], fp16);
         check(tag, "y", gy.data(), y.data(), nt, fp16 ? 2e-3 : 1e-2, line);
         check(tag, "mean", gm, mean.data(), n, 1e-5, line);
@@ -73,14 +70,14 @@ static void ln_case(int mode, int n, int c, const char *tag) {
         cd_cuda_free(gx); cd_cuda_free(gyd);
     }
     for (void *p : {(void *)gg, (void *)gb, (void *)gm, (void *)gr}) cd_cuda_free(p);
-    finish(tag, line, err0, cf0);
+    finish(tag, line, err0);
 }
 
 static void gn_case(int mode, int n, int c, int hw, int G, int silu, const char *tag) {
     const int64_t nt = (int64_t)n * c * hw;
     const float eps = 1e-6f;
-    int err0 = cusim_errors, cf0 = cusim_cuda_failures, fp16 = mode == 2;
-    cusim_fp16 = fp16;
+    int err0 = cusim_errors, fp16 = mode == 2;
+    case_begin(fp16);
     std::vector<float> x = rnd(nt, 3.f, 0.5f), g = rnd(c, 1.f, 0.f), b = rnd(c, 1.f, 0.f), dy = rnd(nt, 1.f, 0.f);
     std::vector<float> dg = rnd(c, 1.f, 0.f), db = rnd(c, 1.f, 0.f), y(nt), mean(n * G), rstd(n * G), dx(nt);
     std::vector<uint16_t> x16(nt);
@@ -91,7 +88,7 @@ static void gn_case(int mode, int n, int c, int hw, int G, int silu, const char 
     std::vector<float> gy(nt);
     if (mode == 0) {
         float *gx = dcopy(x), *gyd = dalloc<float>(nt);
-        cd_cuda_groupnorm_fwd(gyd, gm, gr, gx, gg, gb, n, c, hw, G, eps, silu, nullptr);
+        cd_cuda_groupnorm_fwd(gyd, gm, gr, gx, gg, gb, n, c, hw, G, eps, silu, g_st);
         check(tag, "y", gyd, y.data(), nt, 1e-5, line);
         check(tag, "mean", gm, mean.data(), n * G, 1e-5, line);
         check(tag, "rstd", gr, rstd.data(), n * G, 1e-5, line);
@@ -99,7 +96,7 @@ static void gn_case(int mode, int n, int c, int hw, int G, int silu, const char 
               *cr = dcopy(rstd);
         cd_groupnorm_bwd(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(), rstd.data(), g.data(),
                          b.data(), n, c, hw, G, silu);
-        cd_cuda_groupnorm_bwd(gdx, gdg, gdb, gdy, gx, cm, cr, gg, gb, n, c, hw, G, silu, nullptr);
+        cd_cuda_groupnorm_bwd(gdx, gdg, gdb, gdy, gx, cm, cr, gg, gb, n, c, hw, G, silu, g_st);
         check(tag, "dx", gdx, dx.data(), nt, 1e-5, line);
         check(tag, "dg", gdg, dg.data(), c, 1e-5, line);
         check(tag, "db", gdb, db.data(), c, 1e-5, line);
@@ -107,7 +104,7 @@ static void gn_case(int mode, int n, int c, int hw, int G, int silu, const char 
             cd_cuda_free(p);
     } else {
         uint16_t *gx = dcopy(x16), *gyd = dalloc<uint16_t>(nt);
-        cd_cuda_groupnorm_fwd_bf16(gyd, gm, gr, gx, gg, gb, n, c, hw, G, eps, silu, nullptr);
+        cd_cuda_groupnorm_fwd_bf16(gyd, gm, gr, gx, gg, gb, n, c, hw, G, eps, silu, g_st);
         for (int64_t i = 0; i < nt; i++) gy[i] = to32(gyd[i], fp16);
         check(tag, "y", gy.data(), y.data(), nt, fp16 ? 2e-3 : 1e-2, line);
         check(tag, "mean", gm, mean.data(), n * G, 1e-5, line);
@@ -115,7 +112,7 @@ static void gn_case(int mode, int n, int c, int hw, int G, int silu, const char 
         cd_cuda_free(gx); cd_cuda_free(gyd);
     }
     for (void *p : {(void *)gg, (void *)gb, (void *)gm, (void *)gr}) cd_cuda_free(p);
-    finish(tag, line, err0, cf0);
+    finish(tag, line, err0);
 }
 
 int main(int argc, char **argv) {
