@@ -33,7 +33,7 @@ __global__ void k_conv_dbias(float *db, const float *dy, int n, int c, int hw) {
 #define CONV_CACHE 128
 #define WS_LIMIT ((size_t)2 << 30)
 typedef struct {
-    int key[10];
+    int key[11];
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
@@ -66,11 +66,12 @@ static int approx_algo(cudnnConvolutionBwdFilterAlgo_t a) {
 // approximate (FFT/Winograd) algorithm and, in exact fp32 mode, is no tensor-op variant; an
 // exact-mode algorithm then always runs with CUDNN_FMA_MATH (DEFAULT_MATH would allow TF32).
 // Deterministic algorithms first (cuDNN ranks e.g. BWD_DATA_ALGO_0, which accumulates with
-// atomics, high): a non-deterministic one only when no deterministic one qualifies.
-#define PICK_ALGO(results, count, exact, algo_out, math_out, ws_out)                              \
+// atomics, high): a non-deterministic one only when no deterministic one qualifies, and never
+// in deterministic mode (det; cd_cuda_set_deterministic), where that is an error.
+#define PICK_ALGO(results, count, exact, det, algo_out, math_out, ws_out)                         \
     do {                                                                                         \
         int found_ = 0;                                                                          \
-        for (int pass_ = 0; pass_ < 2 && !found_; pass_++)                                       \
+        for (int pass_ = 0; pass_ < ((det) ? 1 : 2) && !found_; pass_++)                          \
             for (int i_ = 0; i_ < (count) && !found_; i_++) {                                    \
                 if (results[i_].status != CUDNN_STATUS_SUCCESS || results[i_].memory > WS_LIMIT) continue; \
                 if (approx_algo(results[i_].algo)) continue;                                     \
@@ -81,12 +82,16 @@ static int approx_algo(cudnnConvolutionBwdFilterAlgo_t a) {
                 math_out = (exact) ? CUDNN_FMA_MATH : results[i_].mathType;                      \
                 found_ = 1;                                                                      \
             }                                                                                    \
-        if (!found_) { cd_cuda_fail(__FILE__, __LINE__, "cudnn algorithm", "no usable algorithm"); return NULL; } \
+        if (!found_) {                                                                           \
+            cd_cuda_fail(__FILE__, __LINE__, "cudnn algorithm",                                  \
+                         (det) ? "no usable deterministic algorithm (deterministic mode)" : "no usable algorithm"); \
+            return NULL;                                                                         \
+        }                                                                                        \
     } while (0)
 
 static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
     int n = key[0], cin = key[1], hh = key[2], w = key[3], cout = key[4], k = key[5], s = key[6],
-        p = key[7], bf16 = key[8], tf32 = key[9];   // bf16: 0 fp32, 1 bf16, 2 fp16 (a 16-bit plan)
+        p = key[7], bf16 = key[8], tf32 = key[9], det = key[10];   // bf16: 0 fp32, 1 bf16, 2 fp16 (a 16-bit plan)
     int exact = !bf16 && !tf32;
     cudnnDataType_t dt = bf16 == 2 ? CUDNN_DATA_HALF : bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     int ho = (hh + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
@@ -107,7 +112,7 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
     if (cudnnCheck(cudnnGetConvolutionForwardAlgorithm_v7(h, pl.xd, pl.wd, pl.cd, pl.yd,
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &cnt, fr)))
         return NULL;
-    PICK_ALGO(fr, cnt, exact, pl.fwd, pl.fwd_math, pl.fwd_ws);
+    PICK_ALGO(fr, cnt, exact, det, pl.fwd, pl.fwd_math, pl.fwd_ws);
     size_t ws = 0; // the workspace under the math type it will run with
     if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.fwd_math)) ||
         cudnnCheck(cudnnGetConvolutionForwardWorkspaceSize(h, pl.xd, pl.wd, pl.cd, pl.yd, pl.fwd, &ws)))
@@ -121,7 +126,7 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
             cudnnCheck(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.wd, pl.yd, pl.cd, pl.xd,
                                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &cnt, dr)))
             return NULL;
-        PICK_ALGO(dr, cnt, exact, pl.bwd_data, pl.data_math, pl.data_ws);
+        PICK_ALGO(dr, cnt, exact, det, pl.bwd_data, pl.data_math, pl.data_ws);
         if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.data_math)) ||
             cudnnCheck(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.wd, pl.yd, pl.cd, pl.xd, pl.bwd_data, &ws)))
             return NULL;
@@ -134,7 +139,7 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
                 cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.xd, pl.yd, pl.cd, pl.wd,
                                                                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &cnt, wr)))
                 return NULL;
-            PICK_ALGO(wr, cnt, exact, pl.bwd_filter, pl.filter_math, pl.filter_ws);
+            PICK_ALGO(wr, cnt, exact, det, pl.bwd_filter, pl.filter_math, pl.filter_ws);
             if (cudnnCheck(cudnnSetConvolutionMathType(pl.cd, pl.filter_math)) ||
                 cudnnCheck(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.xd, pl.yd, pl.cd, pl.wd, pl.bwd_filter, &ws)))
                 return NULL;
@@ -155,7 +160,7 @@ static ConvPlan *plan_new(cudnnHandle_t h, const int *key, int bwd) {
 static ConvPlan *plan_get(cudnnHandle_t h, int n, int cin, int hh, int w, int cout, int k, int s, int p,
                           int bf16, int bwd) {
     int fmt = bf16 ? 1 + cd_cuda_get_fp16() : 0;
-    int key[10] = {n, cin, hh, w, cout, k, s, p, fmt, bf16 ? 0 : cd_cuda_get_tf32()};
+    int key[11] = {n, cin, hh, w, cout, k, s, p, fmt, bf16 ? 0 : cd_cuda_get_tf32(), cd_cuda_get_deterministic()};
     pthread_mutex_lock(&g_plan_mu);
     ConvPlan *found = NULL;
     for (int i = 0; i < g_nplans && !found; i++)

@@ -898,7 +898,8 @@ TEST(cuda_optim) {
 
 // The reductions that trained tensors' gradients, the loss and the gradient norm go through
 // are deterministic in both modes: two runs on the same inputs give the same bits (the
-// simulator starts blocks in a new order at every launch, as a GPU may).
+// simulator starts blocks in a new order at every launch, as a GPU may, and its cuDNN's atomic
+// algorithms sum in a new order at every call).
 static int same_bits(const char *what, const void *a, const void *b, size_t bytes) {
     int same = !memcmp(a, b, bytes);
     printf("  info: %-40s repeat: %s\n", what, same ? "bit-identical" : "DIFFERS");
@@ -929,6 +930,26 @@ TEST(cuda_deterministic_reductions) {
     double q1 = cd_cuda_sumsq(ga, m, NULL), q2 = cd_cuda_sumsq(ga, m, NULL);
     same_bits("mse sum (65541 values)", &s1, &s2, sizeof s1);
     same_bits("sum of squares (65541 values)", &q1, &q2, sizeof q1);
+    // convolution backward (data, filter, bias): cuDNN ranks its atomic algorithms first; the
+    // plans must pick deterministic ones
+    int cn = 2, ci = 32, ch = 16, co = 64;
+    int64_t ncx = (int64_t)cn * ci * ch * ch, ncy = (int64_t)cn * co * ch * ch, ncw = (int64_t)co * ci * 9;
+    float *cx = hrand(ncx, 1), *cw = hrand(ncw, 1), *cdy = hrand(ncy, 1), *hc[2][3];
+    float *gcx = din(cx, ncx), *gcw = din(cw, ncw), *gcdy = din(cdy, ncy);
+    for (int r = 0; r < 2; r++) {
+        float *gdx = dout_(ncx), *gdw = din(cw, ncw), *gdb = din(b0, co);   // dW, db accumulate
+        cd_cuda_conv2d_bwd(gdx, gdw, gdb, gcdy, gcx, gcw, cn, ci, ch, ch, co, 3, 1, 1, NULL);
+        hc[r][0] = cd_malloc(4 * ncx), hc[r][1] = cd_malloc(4 * ncw), hc[r][2] = cd_malloc(4 * co);
+        fetch("conv dx", hc[r][0], gdx, 4 * ncx);
+        fetch("conv dW", hc[r][1], gdw, 4 * ncw);
+        fetch("conv db", hc[r][2], gdb, 4 * co);
+    }
+    same_bits("conv2d bwd dx 2x32x16x16 k3", hc[0][0], hc[1][0], 4 * ncx);
+    same_bits("conv2d bwd dW", hc[0][1], hc[1][1], 4 * ncw);
+    same_bits("conv2d bwd db", hc[0][2], hc[1][2], 4 * co);
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < 3; t++) free(hc[r][t]);
+    free(cx); free(cw); free(cdy);
     free(x); free(W); free(dy); free(b0); free(a); free(bb);
     free_all();
 }

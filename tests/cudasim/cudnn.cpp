@@ -15,7 +15,9 @@
 // documented but not simulated here: NOT_SUPPORTED with a message. Anything else: NOT_SUPPORTED.
 // Arithmetic (im2col blocks, one code path for every algo): products and sums in double, the sum
 // rounded once to float, then the float epilogue alpha*acc + beta*old, then float -> bf16 / fp16
-// round-to-nearest-even. FLOAT data under any math type but CUDNN_FMA_MATH (DEFAULT, TENSOR_OP,
+// round-to-nearest-even. The non-deterministic algorithms (BWD_DATA_ALGO_0, BWD_FILTER_ALGO_0
+// and _3, which use atomics on a GPU) add their inner sums in float, forward on one call and
+// backward on the next, so that two calls differ in the last bits as they may on the hardware. FLOAT data under any math type but CUDNN_FMA_MATH (DEFAULT, TENSOR_OP,
 // TENSOR_OP_ALLOW_CONVERSION) has both multiplicands rounded to TF32 (10-bit mantissa, nearest,
 // ties away: cvt.rna.tf32) first, the worst case the docs allow on Ampere and later;
 // NVIDIA_TF32_OVERRIDE=0 (the documented switch) turns that off.
@@ -38,6 +40,7 @@
 // Cg*R*S*P*Q*e, ALGO_3 K*Cg*R*S*4, FFT / FFT_TILING / WINOGRAD_NONFUSED as forward. The workspace
 // is overwritten with 0xFF bytes (so an aliased operand shows as NaN).
 #include "cusim.h"
+#include <atomic>
 #include <cudnn.h>
 #include <mutex>
 #include <set>
@@ -443,11 +446,13 @@ static cudnnStatus_t ws_filter(const Prob &p, int a, size_t *bytes) {
 typedef cudnnStatus_t (*WsFn)(const Prob &, int, size_t *);
 static WsFn ws_fn(Op op) { return op == OP_FWD ? ws_fwd : op == OP_DATA ? ws_data : ws_filter; }
 
-// Heuristic order of the mock (a few approximate algorithms first where they apply, so a caller
-// that forgets to filter them is seen in its algo choice; unsupported ones last with their status).
+// Heuristic order of the mock (a few approximate algorithms first where they apply, and the
+// non-deterministic BWD_DATA_ALGO_0 / BWD_FILTER_ALGO_0 ahead of their deterministic ALGO_1, as
+// cuDNN ranks them, so a caller that forgets to filter either is seen in its results;
+// unsupported ones last with their status).
 static const int k_order_fwd[] = {7, 1, 0, 2, 5, 4, 6, 3};
-static const int k_order_data[] = {5, 1, 0, 3, 2, 4};
-static const int k_order_filter[] = {1, 0, 3, 5, 2, 6, 4};
+static const int k_order_data[] = {5, 0, 1, 3, 2, 4};
+static const int k_order_filter[] = {0, 1, 3, 5, 2, 6, 4};
 static bool nondet(Op op, int a) {
     return (op == OP_DATA && a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0) ||
            (op == OP_FILTER && (a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3));
@@ -578,6 +583,9 @@ static void im2col(const Prob &p, const float *X, int n, int g, int j0, int jn, 
 static void axpy(double *a, double w, const float *x, int n) {
     for (int i = 0; i < n; i++) a[i] += w * x[i];
 }
+static void axpyf(float *a, float w, const float *x, int n) {
+    for (int i = 0; i < n; i++) a[i] += w * x[i];
+}
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
@@ -601,21 +609,35 @@ static void run_fwd(const Prob &p, const float *X, const float *Wf, float *Y) {
                 }
             }
 }
+// A non-deterministic algorithm (BWD_DATA_ALGO_0, BWD_FILTER_ALGO_0 / _3) adds with atomics on
+// a GPU, in whatever order the blocks run: the mock accumulates those sums in float and takes
+// the terms forward on one call and backward on the next (nd_flip), so two calls differ in the
+// last bits as they may on the hardware. Deterministic algorithms sum in double, in order.
+static std::atomic<unsigned> g_nd_calls[3]; // per operation: consecutive calls of one op alternate
+static int nd_flip(Op op, int algo) { return nondet(op, algo) ? (int)(g_nd_calls[op]++ & 1) + 1 : 0; }
+
 // dx (packed N,C,H,W) = the adjoint of run_fwd applied to dy: column gradients, then col2im.
-static void run_data(const Prob &p, const float *DY, const float *Wf, float *DX) {
+// nd: 0 deterministic; 1 / 2 the float sums over k forward / backward (nd_flip).
+static void run_data(const Prob &p, const float *DY, const float *Wf, float *DX, int nd) {
     const int crs_n = p.Cg * p.R * p.S, PQ = p.P * p.Q, HW = p.H * p.W;
     std::vector<double> gcol((size_t)crs_n * JB), dxacc((size_t)p.Cg * HW);
+    std::vector<float> gcolf(nd ? (size_t)crs_n * JB : 0);
     for (int n = 0; n < p.N; n++)
         for (int g = 0; g < p.G; g++) {
             std::fill(dxacc.begin(), dxacc.end(), 0.0);
             for (int j0 = 0; j0 < PQ; j0 += JB) {
                 const int jn = PQ - j0 < JB ? PQ - j0 : JB;
                 std::fill(gcol.begin(), gcol.end(), 0.0);
-                for (int k = g * p.Kg; k < (g + 1) * p.Kg; k++) {
+                std::fill(gcolf.begin(), gcolf.end(), 0.f);
+                for (int kk = 0; kk < p.Kg; kk++) {
+                    const int k = g * p.Kg + (nd == 2 ? p.Kg - 1 - kk : kk);
                     const float *dyk = DY + ((size_t)n * p.K + k) * PQ + j0;
                     const float *wk = Wf + (size_t)k * crs_n;
-                    for (int crs = 0; crs < crs_n; crs++) axpy(&gcol[(size_t)crs * jn], wk[crs], dyk, jn);
+                    for (int crs = 0; crs < crs_n; crs++)
+                        if (nd) axpyf(&gcolf[(size_t)crs * jn], wk[crs], dyk, jn);
+                        else axpy(&gcol[(size_t)crs * jn], wk[crs], dyk, jn);
                 }
+                if (nd) std::copy(gcolf.begin(), gcolf.end(), gcol.begin());
                 for (int cl = 0; cl < p.Cg; cl++)
                     for (int r = 0; r < p.R; r++)
                         for (int s = 0; s < p.S; s++) {
@@ -632,9 +654,10 @@ static void run_data(const Prob &p, const float *DY, const float *Wf, float *DX)
         }
 }
 // dwf (packed K,Cg,R,S, cross-correlation orientation) = sum over n, p, q of x * dy.
-static void run_filter(const Prob &p, const float *X, const float *DY, float *DWf) {
+// nd: 0 deterministic; 1 / 2 float sums over the positions of each tile forward / backward.
+static void run_filter(const Prob &p, const float *X, const float *DY, float *DWf, int nd) {
     const int crs_n = p.Cg * p.R * p.S, PQ = p.P * p.Q;
-    std::vector<float> colsT((size_t)JB * crs_n);
+    std::vector<float> colsT((size_t)JB * crs_n), part(nd ? crs_n : 0);
     std::vector<double> dwacc((size_t)p.K * crs_n, 0.0);
     for (int n = 0; n < p.N; n++)
         for (int g = 0; g < p.G; g++)
@@ -644,7 +667,16 @@ static void run_filter(const Prob &p, const float *X, const float *DY, float *DW
                 for (int k = g * p.Kg; k < (g + 1) * p.Kg; k++) {
                     const float *dyk = DY + ((size_t)n * p.K + k) * PQ + j0;
                     double *dwk = &dwacc[(size_t)k * crs_n];
-                    for (int j = 0; j < jn; j++) axpy(dwk, dyk[j], &colsT[(size_t)j * crs_n], crs_n);
+                    if (!nd) {
+                        for (int j = 0; j < jn; j++) axpy(dwk, dyk[j], &colsT[(size_t)j * crs_n], crs_n);
+                        continue;
+                    }
+                    std::fill(part.begin(), part.end(), 0.f);
+                    for (int jj = 0; jj < jn; jj++) {
+                        const int j = nd == 2 ? jn - 1 - jj : jj;
+                        axpyf(part.data(), dyk[j], &colsT[(size_t)j * crs_n], crs_n);
+                    }
+                    for (int i = 0; i < crs_n; i++) dwk[i] += part[i];
                 }
             }
     for (size_t i = 0; i < dwacc.size(); i++) DWf[i] = (float)dwacc[i];
@@ -839,7 +871,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     const cudnnTensorStruct dys = *dyDesc, dxs = *dxDesc;
     auto f = [=]() {
         std::vector<float> DY = gather(&dys, dy, p.tf32), Wf = gather_w(p, w), DX((size_t)p.N * p.C * p.H * p.W);
-        run_data(p, DY.data(), Wf.data(), DX.data());
+        run_data(p, DY.data(), Wf.data(), DX.data(), nd_flip(OP_DATA, (int)algo));
         blend_tensor(&dxs, dx, DX.data(), al, be);
     };
     return defer_or_run(handle, __func__, f, {w, dy, dx});
@@ -863,7 +895,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     auto f = [=]() {
         std::vector<float> X = gather(&xs, x, p.tf32), DY = gather(&dys, dy, p.tf32);
         std::vector<float> DW((size_t)p.K * p.Cg * p.R * p.S);
-        run_filter(p, X.data(), DY.data(), DW.data());
+        run_filter(p, X.data(), DY.data(), DW.data(), nd_flip(OP_FILTER, (int)algo));
         blend_filter(p, dw, DW.data(), al, be);
     };
     return defer_or_run(handle, __func__, f, {x, dy, dw});
