@@ -256,6 +256,10 @@ int main(int argc, char **argv) {
                    .use_safety_model = safety, .use_violence_detector = violence, .aesthetic_score = aes_score,
                    .aesthetic_weight = aes_weight, .retries = retries, .timeout_s = timeout_s, .backoff_s = backoff};
     if (index_dir && rt_local_open(&L, index_dir, clip_dir, params) != 0) cd_die("retrieve", 1);
+    // said once, not skipped silently: the NSFW and violence filters are the remote back end's
+    if (index_dir && (safety || violence))
+        cd_info("local index: no NSFW / violence filtering (--use-safety-model / --use-violence-detector "
+                "apply to a remote --endpoint only); the results are as the index ranks them");
     rt_filter f = {.min_sim = min_sim, .dup_ip = near_dup, .dedup_urls = dedup_urls, .deny = deny ? &re : NULL,
                    .d = index_dir && L.can_rec ? L.d : 0};
     rt_list kept = {0};
