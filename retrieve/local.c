@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "retrieve/retrieve.h"
+#include "core/npy.h"
 
 void rt_list_push(rt_list *l, rt_cand c) {
     if (l->n == l->cap) {
@@ -32,9 +33,43 @@ void rt_list_free(rt_list *l) {
 const char *rt_url(const rt_cand *c) { return cd_json_str(c->meta, "url", cd_json_str(c->meta, "image_path", "")); }
 const char *rt_caption(const rt_cand *c) { return cd_json_str(c->meta, "caption", cd_json_str(c->meta, "text", "")); }
 
+int rt_violence_load(const char *path, int d, float **P, int *n) {
+    cd_npy a;
+    *P = NULL;
+    *n = 0;
+    CD_TRY(cd_npy_read(path, &a));
+    int rc = 0;
+    if (a.ndim != 2 || a.shape[0] < 2 || a.shape[1] != d)
+        rc = cd_err("violence detector '%s': expected [n >= 2, %d] prompt embeddings (row 1 = violent), got %s%lld x %lld",
+                    path, d, a.ndim != 2 ? "a non-matrix " : "", (long long)a.shape[0],
+                    (long long)(a.ndim > 1 ? a.shape[1] : 0));
+    else if (cd_npy_to_f32(&a, P)) rc = cd_errctx("violence detector '%s'", path);
+    else {
+        *n = (int)a.shape[0];
+        for (int64_t i = 0; i < a.numel && !rc; i++)
+            if (!isfinite((*P)[i])) rc = cd_err("violence detector '%s': value %lld is not finite", path, (long long)i);
+    }
+    cd_npy_free(&a);
+    if (rc) { free(*P); *P = NULL; *n = 0; }
+    return rc;
+}
+
+// 1 when the violence detector's best-scoring row for vec is row 1 (clip-retrieval's rule).
+static int violent(const rt_filter *f, const float *vec) {
+    int best = 0;
+    double top = -INFINITY;
+    for (int j = 0; j < f->nviol; j++) {
+        double s = 0;
+        for (int i = 0; i < f->vd; i++) s += (double)vec[i] * f->viol[(size_t)j * f->vd + i];
+        if (s > top) { top = s; best = j; }
+    }
+    return best == 1;
+}
+
 static int passes(const rt_filter *f, const rt_cand *c, const rt_list *kept) {
     if (c->id < 0 && !c->meta) return 0;
     if (f->min_sim > -2 && c->sim < f->min_sim) return 0;
+    if (f->viol && c->vec && violent(f, c->vec)) return 0;
     const char *url = rt_url(c), *cap = rt_caption(c);
     if (f->deny && (regexec(f->deny, url, 0, NULL, 0) == 0 || regexec(f->deny, cap, 0, NULL, 0) == 0)) return 0;
     for (int i = 0; i < kept->n; i++) {

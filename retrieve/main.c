@@ -18,7 +18,8 @@
 #include "retrieve/retrieve.h"
 
 static cd_strlist prompts, images;
-static const char *prompts_file, *out, *index_dir, *clip_dir, *endpoint, *index_name, *deny, *params, *modality, *host;
+static const char *prompts_file, *out, *index_dir, *clip_dir, *endpoint, *index_name, *deny, *params, *modality, *host,
+    *violence_file;
 static int num, max_k, dedup_urls, deduplicate, safety, violence, aes_score, retries, serve, port, top, threads, allow_loopback;
 static double oversample, min_sim, near_dup, aes_weight, timeout_s, serve_seconds, backoff, max_pixels;
 
@@ -36,7 +37,8 @@ static cd_opt opts[] = {
     {"modality", CD_OPT_STR, &modality, "image", "remote: which index of the back end (image or text)"},
     {"deduplicate", CD_OPT_FLAG, &deduplicate, "1", "remote: ask the back end to drop near duplicates"},
     {"use-safety-model", CD_OPT_FLAG, &safety, "1", "remote: ask the back end for its NSFW filter"},
-    {"use-violence-detector", CD_OPT_FLAG, &violence, "1", "remote: ask the back end for its violence filter"},
+    {"use-violence-detector", CD_OPT_FLAG, &violence, "1", "remote: ask the back end for its violence filter; local: apply --violence-detector"},
+    {"violence-detector", CD_OPT_STR, &violence_file, NULL, "local index and --serve: LAION's violence_detection_vit_*.npy ([n, d] prompt embeddings; a result whose best row is row 1 is dropped)"},
     {"aesthetic-score", CD_OPT_INT, &aes_score, "-1", "remote: aesthetic_score 0..9 (-1: not sent)"},
     {"aesthetic-weight", CD_OPT_FLOAT, &aes_weight, "-1", "remote: aesthetic_weight (-1: not sent)"},
     {"retries", CD_OPT_INT, &retries, "3", "remote: extra attempts after a failure"},
@@ -205,6 +207,17 @@ static const char *base_name(const char *p) {
     return s ? s + 1 : buf;
 }
 
+// --violence-detector for the local index L: its rows must match the index's dimension, and the
+// filter needs each result's stored vector (an index that reconstructs them).
+static int load_violence(rt_local *L, float **P, int *n) {
+    if (!L->can_rec)
+        return cd_err("--violence-detector: index '%s' does not return stored vectors (its FAISS type cannot "
+                      "reconstruct), so results cannot be scored", index_dir);
+    CD_TRY(rt_violence_load(violence_file, L->d, P, n));
+    cd_info("violence detector %s: %d rows of %d", violence_file, *n, L->d);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int r = cd_cli_parse("retrieve", "class prompt -> candidate regularization images (local index or remote back end)",
                          opts, argc, argv, NULL, NULL);
@@ -218,17 +231,27 @@ int main(int argc, char **argv) {
         cd_die("retrieve", 2);
     }
     cd_faiss_set_threads(threads);
+    if (violence_file && !index_dir) {
+        cd_err("--violence-detector filters a local --index (a remote back end runs its own: --use-violence-detector)");
+        cd_die("retrieve", 2);
+    }
     rt_local L;
+    float *viol = NULL;
+    int nviol = 0;
     if (serve) {
         if (!index_dir) { cd_err("--serve needs --index DIR"); cd_die("retrieve", 2); }
         if (rt_local_open(&L, index_dir, clip_dir, params) != 0) cd_die("retrieve", 1);
+        if (violence_file && load_violence(&L, &viol, &nviol) != 0) cd_die("retrieve", 1);
         rt_serve_opts so;
         rt_serve_opts_default(&so);
         so.allow_loopback = allow_loopback;
         so.max_pixels = (int64_t)max_pixels;
+        so.violence = viol;
+        so.nviol = nviol;
         if (rt_serve(&L, host, port, index_name ? index_name : base_name(index_dir), serve_seconds, &so) != 0)
             cd_die("retrieve", 1);
         rt_local_close(&L);
+        free(viol);
         return 0;
     }
     cd_strlist pl = {0};
@@ -256,12 +279,15 @@ int main(int argc, char **argv) {
                    .use_safety_model = safety, .use_violence_detector = violence, .aesthetic_score = aes_score,
                    .aesthetic_weight = aes_weight, .retries = retries, .timeout_s = timeout_s, .backoff_s = backoff};
     if (index_dir && rt_local_open(&L, index_dir, clip_dir, params) != 0) cd_die("retrieve", 1);
-    // said once, not skipped silently: the NSFW and violence filters are the remote back end's
-    if (index_dir && (safety || violence))
-        cd_info("local index: no NSFW / violence filtering (--use-safety-model / --use-violence-detector "
-                "apply to a remote --endpoint only); the results are as the index ranks them");
+    if (index_dir && violence && violence_file && load_violence(&L, &viol, &nviol) != 0) cd_die("retrieve", 1);
+    // said once, not skipped silently: a local index has no NSFW model, and the violence filter
+    // needs its detector file
+    if (index_dir && (safety || (violence && !viol)))
+        cd_info("local index: %s%s%s; the results are otherwise as the index ranks them", safety ? "no NSFW filter" : "",
+                safety && violence && !viol ? ", " : "",
+                violence && !viol ? "no violence filter (give --violence-detector FILE)" : "");
     rt_filter f = {.min_sim = min_sim, .dup_ip = near_dup, .dedup_urls = dedup_urls, .deny = deny ? &re : NULL,
-                   .d = index_dir && L.can_rec ? L.d : 0};
+                   .d = index_dir && L.can_rec ? L.d : 0, .viol = viol, .nviol = nviol, .vd = index_dir ? L.d : 0};
     rt_list kept = {0};
     for (int i = 0; i < pl.n; i++)
         if (run_prompt(index_dir ? &L : NULL, &R, &f, pl.v[i], i >= n_text, &kept) != 0) cd_die("retrieve", 1);
@@ -274,6 +300,7 @@ int main(int argc, char **argv) {
     for (int i = prompts.n; i < n_text; i++) free((char *)pl.v[i]);   // read from --prompts-file
     free(pl.v);
     if (index_dir) rt_local_close(&L);
+    free(viol);
     if (deny) regfree(&re);
     return 0;
 }

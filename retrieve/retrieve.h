@@ -36,7 +36,15 @@ typedef struct {
     int dedup_urls;
     regex_t *deny;         // on url and caption, or NULL
     int d;
+    // clip-retrieval's violence filter: scores = vec . P[j] for the detector's rows P [nviol, vd];
+    // a candidate whose best row is row 1 is dropped (NULL: off; candidates need vec)
+    const float *viol;
+    int nviol, vd;
 } rt_filter;
+
+// Loads a violence detector (LAION-AI/CLIP-based-NSFW-Detector's violence_detection_vit_*.npy:
+// [n >= 2, d] prompt embeddings, float32/16/64) for embeddings of dimension d.
+int rt_violence_load(const char *path, int d, float **P, int *n);
 
 // Append the candidates of `in` (rank order) that pass the filters against those already
 // kept in `out` (so it also works across prompts). `in` is emptied (ownership moves).
@@ -93,6 +101,8 @@ typedef struct {
     int64_t max_pixels;        // decoded image cap (0: none)
     int64_t max_bytes;         // image_url download cap
     double url_timeout_s;      // image_url download timeout
+    const float *violence;     // detector rows [nviol, d] for requests with use_violence_detector (NULL: none)
+    int nviol;
 } rt_serve_opts;
 void rt_serve_opts_default(rt_serve_opts *o);
 int rt_serve(rt_local *L, const char *host, int port, const char *index_name, double max_seconds,

@@ -143,8 +143,12 @@ static enum MHD_Result knn_service(server *S, struct MHD_Connection *con, const 
         if (code == 400) cd_info("400 /knn-service: %s", cd_errmsg());
         return send_error(con, code, cd_errmsg());
     }
+    // as clip-retrieval: dedup and the violence filter when the request asks (default false)
+    // and, for the latter, a detector was loaded (--violence-detector)
+    const int viol = cd_json_bool(req, "use_violence_detector", 0) && S->o.violence;
     rt_filter f = {.min_sim = -2, .dup_ip = 0.94, .dedup_urls = 0, .deny = NULL,
-                   .d = cd_json_bool(req, "deduplicate", 0) ? S->L->d : 0};
+                   .d = cd_json_bool(req, "deduplicate", 0) ? S->L->d : 0, .viol = viol ? S->o.violence : NULL,
+                   .nviol = S->o.nviol, .vd = S->L->d};
     rt_filter_apply(&f, &raw, &kept);
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; i < kept.n; i++) cJSON_AddItemToArray(arr, cand_json(&kept.v[i], i < num_images));

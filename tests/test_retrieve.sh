@@ -2,7 +2,8 @@
 # customdiff-index + customdiff-retrieve end to end on a synthetic caption corpus embedded
 # with the golden tiny CLIP: local retrieval, filters (deny, min-similarity, URL dedup),
 # prompts files, --append, and --serve answering the remote client (and curl, when present);
-# queries by image (--image; base64 image, image_url, embedding_input) and their 400 errors.
+# queries by image (--image; base64 image, image_url, embedding_input) and their 400 errors;
+# the violence filter (--violence-detector) locally and served.
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 G=${CD_GOLDEN:-../shared/golden}
@@ -79,6 +80,43 @@ if [ "$u" = 10 ] && grep -q '"caption":"a photo of a blue dog at night"' "$tmp/p
   pass retrieve_prompts_file
 else
   fail retrieve_prompts_file "unique urls $u"
+fi
+
+# violence filter (--violence-detector): clip-retrieval's rule, a result is dropped when its
+# best-scoring detector row is row 1. The detector (row 0: the corpus mean, row 1: the query's
+# own item) and the ids it must drop come from tests/tools/violence_detector.py, computed there
+# from corpus.npy; every other id must be kept.
+if command -v python3 >/dev/null 2>&1 &&
+   drop=$(python3 tests/tools/violence_detector.py "$tmp/corpus.npy" 0 "$tmp/viol.npy") && [ -n "$drop" ]; then
+  want=$(seq 0 299 | grep -vxF -f "$(printf '%s\n' $drop > "$tmp/drop.txt"; echo "$tmp/drop.txt")" | tr '\n' ' ')
+  if "$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 300 --near-dup 1.01 --dedup-urls=0 \
+       --violence-detector "$tmp/viol.npy" --out "$tmp/v.jsonl" >"$tmp/v.log" 2>&1; then
+    got=$(sed 1d "$tmp/v.jsonl" | sed -n 's/.*"id":\([0-9]*\),.*/\1/p' | sort -n | tr '\n' ' ')
+    nd=$(printf '%s\n' $drop | wc -l)
+    if [ "$got" = "$want" ] && [ "$nd" -gt 0 ] && [ "$nd" -lt 300 ] && grep -q "violence detector" "$tmp/v.log"; then
+      pass "retrieve_violence_filter ($nd of 300 dropped)"
+    else fail retrieve_violence_filter "kept $(printf '%s\n' $got | wc -l), expected $(printf '%s\n' $want | wc -l)"; fi
+  else fail retrieve_violence_filter "$(tail -2 "$tmp/v.log")"; fi
+  # --use-violence-detector 0 keeps them all; without a detector the log says there is no filter
+  "$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 300 --near-dup 1.01 --dedup-urls=0 --use-violence-detector=0 \
+    --violence-detector "$tmp/viol.npy" --out "$tmp/v0.jsonl" >/dev/null 2>&1
+  "$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --num 3 --out "$tmp/v1.jsonl" >"$tmp/v1.log" 2>&1
+  if [ "$(sed 1d "$tmp/v0.jsonl" | wc -l)" = 300 ] && grep -q "no NSFW filter, no violence filter (give --violence-detector FILE)" "$tmp/v1.log"; then
+    pass retrieve_violence_filter_off
+  else fail retrieve_violence_filter_off "$(sed 1d "$tmp/v0.jsonl" | wc -l) kept; $(grep 'local index' "$tmp/v1.log")"; fi
+  # a detector of the wrong width, a remote back end: refused with the reason
+  python3 tests/tools/violence_detector.py --matrix 2 3 "$tmp/bad.npy"
+  if "$RT" --index "$tmp/ix" --clip "$CLIP" --prompt "$Q" --violence-detector "$tmp/bad.npy" --out "$tmp/vb.jsonl" >"$tmp/vb.log" 2>&1; then
+    fail retrieve_violence_bad_detector "succeeded"
+  elif grep -q "bad.npy': expected \[n >= 2, 16\] prompt embeddings (row 1 = violent), got 2 x 3" "$tmp/vb.log"; then
+    pass retrieve_violence_bad_detector
+  else fail retrieve_violence_bad_detector "$(cat "$tmp/vb.log")"; fi
+  "$RT" --endpoint http://127.0.0.1:9 --prompt "$Q" --violence-detector "$tmp/viol.npy" --out "$tmp/vr.jsonl" >"$tmp/vr.log" 2>&1
+  rc=$?
+  if [ $rc = 2 ] && grep -q "violence-detector filters a local --index" "$tmp/vr.log"; then pass retrieve_violence_remote_refused
+  else fail retrieve_violence_remote_refused "exit $rc: $(cat "$tmp/vr.log")"; fi
+else
+  fail retrieve_violence_filter "python3 (make deps installs it) could not build the detector"
 fi
 
 # --append: the same files again double the count; ids continue
@@ -218,4 +256,20 @@ fi
 kill "$srv" "$fsrv" 2>/dev/null
 wait "$srv" "$fsrv" 2>/dev/null
 srv=""; fsrv=""
+# --serve --violence-detector: a request with use_violence_detector drops what the local filter
+# drops (the index holds the corpus twice now: 600 rows), one without keeps everything
+if command -v curl >/dev/null 2>&1 && [ -s "$tmp/viol.npy" ] && [ -n "${nd:-}" ]; then
+  port=$((port + 2))
+  "$RT" --serve --index "$tmp/ix" --clip "$CLIP" --port $port --index-name corpus --serve-seconds 60 \
+    --violence-detector "$tmp/viol.npy" >"$tmp/srv3.log" 2>&1 &
+  srv=$!
+  i=0
+  while [ $i -lt 50 ] && ! grep -q "serving" "$tmp/srv3.log"; do sleep 0.1; i=$((i + 1)); done
+  r1=$(post "{\"text\":\"$Q\",\"num_images\":600,\"num_result_ids\":600,\"use_violence_detector\":true}")
+  r0=$(post "{\"text\":\"$Q\",\"num_images\":600,\"num_result_ids\":600,\"use_violence_detector\":false}")
+  n1=$(printf '%s' "$r1" | grep -o '"similarity"' | wc -l); n0=$(printf '%s' "$r0" | grep -o '"similarity"' | wc -l)
+  if [ "$n1" = $((2 * (300 - nd))) ] && [ "$n0" = 600 ]; then pass serve_violence_detector
+  else fail serve_violence_detector "with the filter $n1 results (want $((2 * (300 - nd)))), without $n0 (want 600)"; fi
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null; srv=""
+fi
 exit 0
