@@ -218,6 +218,27 @@ static int load_violence(rt_local *L, float **P, int *n) {
     return 0;
 }
 
+// --serve: the local index over HTTP until --serve-seconds or a signal.
+static int serve_main(void) {
+    if (!index_dir) { cd_err("--serve needs --index DIR"); cd_die("retrieve", 2); }
+    rt_local L;
+    float *viol = NULL;
+    int nviol = 0;
+    if (rt_local_open(&L, index_dir, clip_dir, params) != 0) cd_die("retrieve", 1);
+    if (violence_file && load_violence(&L, &viol, &nviol) != 0) cd_die("retrieve", 1);
+    rt_serve_opts so;
+    rt_serve_opts_default(&so);
+    so.allow_loopback = allow_loopback;
+    so.max_pixels = (int64_t)max_pixels;
+    so.violence = viol;
+    so.nviol = nviol;
+    if (rt_serve(&L, host, port, index_name ? index_name : base_name(index_dir), serve_seconds, &so) != 0)
+        cd_die("retrieve", 1);
+    rt_local_close(&L);
+    free(viol);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int r = cd_cli_parse("retrieve", "class prompt -> candidate regularization images (local index or remote back end)",
                          opts, argc, argv, NULL, NULL);
@@ -235,25 +256,10 @@ int main(int argc, char **argv) {
         cd_err("--violence-detector filters a local --index (a remote back end runs its own: --use-violence-detector)");
         cd_die("retrieve", 2);
     }
+    if (serve) return serve_main();
     rt_local L;
     float *viol = NULL;
     int nviol = 0;
-    if (serve) {
-        if (!index_dir) { cd_err("--serve needs --index DIR"); cd_die("retrieve", 2); }
-        if (rt_local_open(&L, index_dir, clip_dir, params) != 0) cd_die("retrieve", 1);
-        if (violence_file && load_violence(&L, &viol, &nviol) != 0) cd_die("retrieve", 1);
-        rt_serve_opts so;
-        rt_serve_opts_default(&so);
-        so.allow_loopback = allow_loopback;
-        so.max_pixels = (int64_t)max_pixels;
-        so.violence = viol;
-        so.nviol = nviol;
-        if (rt_serve(&L, host, port, index_name ? index_name : base_name(index_dir), serve_seconds, &so) != 0)
-            cd_die("retrieve", 1);
-        rt_local_close(&L);
-        free(viol);
-        return 0;
-    }
     cd_strlist pl = {0};
     for (int i = 0; i < prompts.n; i++) {
         pl.v = cd_realloc(pl.v, (size_t)(pl.n + 1) * sizeof(char *));

@@ -14,6 +14,63 @@ uint32_t g_seed = 1234567;
 struct Case { int causal, B, H, Nq, Nk, detach, sms, out_f32; };
 
 
+// The device backward of one case: the atomic (default) mode, then the deterministic mode
+// twice; each checked against the reference, and the two deterministic runs must agree bit for
+// bit (the simulator starts blocks in a different order at every launch, so float atomics from
+// different blocks would not).
+struct Bwd16 {
+    const Case &c;
+    int B, H, Nq, Nk, D;
+    float scale;
+    double tol;
+    const char *tag;
+    const uint16_t *ddo16, *dq16, *dk16, *dv16, *dout16;
+    const float *dlse;
+    int64_t nq, nk;
+};
+static void bwd_runs(const Bwd16 &k, const std::vector<float> &rdq, const std::vector<float> &rdk,
+                     const std::vector<float> &rdv, std::string &line) {
+    const int64_t nq = k.nq, nk = k.nk;
+    std::vector<float> first;
+    for (int run = 0; run < 3; run++) {
+        const int det = run > 0;
+        cd_cuda_set_deterministic(det);
+        float *gdq = dalloc<float>(nq), *gdk = dalloc<float>(nk), *gdv = dalloc<float>(nk);
+        if (k.c.causal)
+            cd_cuda_attention_causal_bwd_bf16(gdq, gdk, gdv, k.ddo16, k.dq16, k.dk16, k.dv16, k.dout16, k.dlse, k.B, k.H,
+                                              k.Nq, k.D, k.scale, g_st);
+        else
+            cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, k.ddo16, k.dq16, k.dk16, k.dv16, k.dout16, k.dlse, k.B, k.H, k.Nq,
+                                       k.Nk, k.D, k.scale, k.c.detach, g_st);
+        cd_cuda_sync(g_st);
+        std::vector<float> all(gdq, gdq + nq);
+        all.insert(all.end(), gdk, gdk + nk);
+        all.insert(all.end(), gdv, gdv + nk);
+        if (run == 2) {
+            const bool same = !memcmp(all.data(), first.data(), 4 * first.size());
+            line += same ? " rep=same" : " rep=DIFFERS!";
+            if (!same) g_fail++;
+        } else {
+            if (run == 1) first = all;
+            std::string pre = det ? " det:" : "";
+            check(k.tag, (pre + "dq").c_str(), gdq, rdq.data(), nq, k.tol, line);
+            check(k.tag, (pre + "dk").c_str(), gdk, rdk.data(), nk, k.tol, line);
+            check(k.tag, (pre + "dv").c_str(), gdv, rdv.data(), nk, k.tol, line);
+            if (k.c.detach) { // token-0 key/value rows exactly zero
+                const int C = k.H * k.D;
+                int bad = 0;
+                for (int b = 0; b < k.B; b++)
+                    for (int j = 0; j < C; j++)
+                        if (gdk[(int64_t)b * k.Nk * C + j] != 0.f || gdv[(int64_t)b * k.Nk * C + j] != 0.f) bad++;
+                line += (det ? pre : std::string(" ")) + (bad ? "k0=NONZERO!" : "k0=0");
+                if (bad) g_fail++;
+            }
+        }
+        for (void *p : {(void *)gdq, (void *)gdk, (void *)gdv}) cd_cuda_free(p);
+    }
+    cd_cuda_set_deterministic(0);
+}
+
 static void run_case(int fp16, int D, const Case &c) {
     const int B = c.B, H = c.H, Nq = c.Nq, Nk = c.Nk, C = H * D;
     const int64_t nq = (int64_t)B * Nq * C, nk = (int64_t)B * Nk * C, nl = (int64_t)B * H * Nq;
@@ -61,50 +118,14 @@ static void run_case(int fp16, int D, const Case &c) {
     else
         cd_attention_bwd(rdq.data(), rdk.data(), rdv.data(), fdo.data(), fq.data(), fk.data(), fv.data(), fo.data(),
                          rl.data(), B, H, Nq, Nk, D, scale, c.detach);
-    // the atomic backward, then the deterministic one twice: the two must agree bit for bit
-    // (the simulator starts blocks in a different order at every launch, so float atomics
-    // from different blocks would not)
-    float *gdq = nullptr, *gdk = nullptr, *gdv = nullptr;
-    std::vector<float> first;
-    for (int run = 0; run < 3; run++) {
-        const int det = run > 0;
-        cd_cuda_set_deterministic(det);
-        for (void *p : {(void *)gdq, (void *)gdk, (void *)gdv}) cd_cuda_free(p);
-        gdq = dalloc<float>(nq), gdk = dalloc<float>(nk), gdv = dalloc<float>(nk);
-        if (c.causal)
-            cd_cuda_attention_causal_bwd_bf16(gdq, gdk, gdv, ddo16, dq16, dk16, dv16, dout16, dlse, B, H, Nq, D, scale,
-                                              g_st);
-        else
-            cd_cuda_attention_bwd_bf16(gdq, gdk, gdv, ddo16, dq16, dk16, dv16, dout16, dlse, B, H, Nq, Nk, D, scale,
-                                       c.detach, g_st);
-        cd_cuda_sync(g_st);
-        if (run == 2) {
-            std::vector<float> again(gdq, gdq + nq);
-            again.insert(again.end(), gdk, gdk + nk);
-            again.insert(again.end(), gdv, gdv + nk);
-            const bool same = !memcmp(again.data(), first.data(), 4 * first.size());
-            line += same ? " rep=same" : " rep=DIFFERS!";
-            if (!same) g_fail++;
-            break;
-        }
-        if (run == 1) {
-            first.assign(gdq, gdq + nq);
-            first.insert(first.end(), gdk, gdk + nk);
-            first.insert(first.end(), gdv, gdv + nk);
-        }
-        std::string pre = det ? " det:" : "";
-        check(tag, (pre + "dq").c_str(), gdq, rdq.data(), nq, tol, line);
-        check(tag, (pre + "dk").c_str(), gdk, rdk.data(), nk, tol, line);
-        check(tag, (pre + "dv").c_str(), gdv, rdv.data(), nk, tol, line);
-    }
-    cd_cuda_set_deterministic(0);
+    Bwd16 k = {c, B, H, Nq, Nk, D, scale, tol, tag, ddo16, dq16, dk16, dv16, dout16, dlse, nq, nk};
+    bwd_runs(k, rdq, rdk, rdv, line);
     int faults = cusim_errors - err0, cf = case_end();
     if (faults || cf) { g_fail++; line += " SIMFAULTS/cudafail!"; }
     printf("%-78s%s %s\n", tag, line.c_str(), line.find('!') == std::string::npos ? "PASS" : "FAIL");
     fflush(stdout);
     g_runs++;
-    for (void *p : {(void *)dq16, (void *)dk16, (void *)dv16, (void *)ddo16, (void *)dout16, (void *)dlse, out,
-                    (void *)gdq, (void *)gdk, (void *)gdv})
+    for (void *p : {(void *)dq16, (void *)dk16, (void *)dv16, (void *)ddo16, (void *)dout16, (void *)dlse, out})
         cd_cuda_free(p);
 }
 
