@@ -20,7 +20,8 @@
 #   documented semantics: NaN-filled registered device memory, every addressed range checked,
 #   argument validation with the documented statuses, beta = 0 never reading the output.
 # CUSIM_SEED / CUSIM_SCHED=fwd|rev pick another schedule; with CUSIM_THREADS=1 the same program
-# and seed always run the same one. A program's simulator faults are SIMFAULT lines on stderr.
+# and seed always run the same one; CUSIM_MEM_MB sets the device memory (80 GiB; out-of-memory
+# paths: tests/test_train.sh). A program's simulator faults are SIMFAULT lines on stderr.
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
 S=$BUILD/sim

@@ -206,6 +206,23 @@ if [ -x "$EMU" ]; then
     pass emu_train_cuda_fp16_skip_holds_lr
   else fail emu_train_cuda_fp16_skip_holds_lr "$(tail -1 "$T/emu16s.log" 2>/dev/null); step lines: $(grep '^step' "$T/emu16s/train.log" 2>/dev/null | awk '{print $2, $10}' | tr '\n' ' ')"; fi
 else echo "SKIP emu_train_cuda: $EMU not built"; fi
+# Out of device memory, through the CPU simulation of the real CUDA code (a device of
+# CUSIM_MEM_MB): the weights do not fit (4 MB), then the first step's activations do not (40 MB);
+# each a clear error and a non-zero exit, nothing but the log written
+SIMT=$BUILD/sim/bin/customdiff-train
+if [ -x "$SIMT" ]; then
+  ok=1; why=""
+  for c in "4|unet cuda: cannot allocate" "40|cuda: out of device memory (activations"; do
+    CUSIM_MEM_MB=${c%%|*} "$SIMT" $COMMON --instance-data "$T/inst" --instance-prompt "photo of a <new1> cat" \
+      --max-train-steps 2 --train-batch-size 1 --device cuda --checkpointing-steps 1 --out "$T/oom${c%%|*}" >"$T/oom.log" 2>&1
+    rc=$?
+    if [ $rc = 0 ] || ! grep -qF "${c#*|}" "$T/oom.log" || [ -e "$T/oom${c%%|*}/delta.safetensors" ] ||
+       [ -d "$T/oom${c%%|*}/checkpoints" ]; then
+      ok=0; why="$why [${c%%|*} MB: exit $rc, $(tail -1 "$T/oom.log")]"
+    fi
+  done
+  if [ $ok = 1 ]; then pass sim_train_cuda_out_of_memory; else fail sim_train_cuda_out_of_memory "$why"; fi
+else echo "SKIP sim_train_cuda_out_of_memory: $SIMT not built (the CPU simulation needs CUDA's headers)"; fi
 # A CUDA build on a machine without a GPU: --device cuda fails with a message saying so (on a GPU
 # machine it trains)
 if "$BIN/customdiff-train" $COMMON --instance-data "$T/inst" --instance-prompt "a <new1>" --max-train-steps 1 \

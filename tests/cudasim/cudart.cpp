@@ -21,7 +21,16 @@
 #include <thread>
 
 int cusim_sms = 132; // multiProcessorCount (tests vary it)
-static const size_t TOTAL_MEM = 80ull << 30;
+// device memory: 80 GiB (an H100), or CUSIM_MEM_MB (out-of-memory paths)
+static size_t total_mem() {
+    static size_t t;
+    if (!t) {
+        const char *e = getenv("CUSIM_MEM_MB");
+        t = e && atol(e) > 0 ? (size_t)atol(e) << 20 : 80ull << 30;
+    }
+    return t;
+}
+#define TOTAL_MEM total_mem()
 
 static thread_local cudaError_t t_last = cudaSuccess;
 static cudaError_t ret(cudaError_t e) {
