@@ -144,7 +144,10 @@ if [ -x "$EMU" ]; then
        --class-prompt "cat" --max-train-steps 12 --learning-rate 2e-2 --train-batch-size 2 --noaug \
        --checkpointing-steps 6 --device cuda --precision fp32 --deterministic --out "$T/emu" >"$T/emu.log" 2>&1 &&
      [ -s "$T/emu/delta.safetensors" ] && grep -q "peak device memory" "$T/emu.log" &&
-     grep -q "cuda: fp32 deterministic," "$T/emu.log"; then
+     grep -q "cuda: fp32 deterministic," "$T/emu.log" &&
+     grep -q '"device":[[:space:]]*"cuda"' "$T"/emu/checkpoints/checkpoint-*6/state.json &&
+     grep -q '"precision":[[:space:]]*"fp32"' "$T"/emu/checkpoints/checkpoint-*6/state.json &&
+     grep -q '"deterministic":[[:space:]]*true' "$T"/emu/checkpoints/checkpoint-*6/state.json; then
     r=$(awk '{l[NR]=$4} END {a=0;b=0;for(i=1;i<=3;i++){a+=l[i];b+=l[NR-3+i]}; printf "%.4f %.4f %d", a/3, b/3, (b < a)}' "$T/emu/train.log")
     set -- $r
     if [ "$3" = 1 ]; then pass "emu_train_cuda ($1 -> $2)"; else fail emu_train_cuda "loss did not fall: $1 -> $2"; fi

@@ -7,6 +7,7 @@
 // checkpoint without it is never picked.
 #include "train/train.h"
 #include "train/ckpt_base.h"
+#include "model/precision.h"
 #include "core/err.h"
 #include "core/fileio.h"
 #include "core/json.h"
@@ -76,6 +77,10 @@ static cJSON *state_json(const cd_run *r) {
     cJSON_AddNumberToObject(o, "gradient_accumulation_steps", a->accum);
     cJSON_AddNumberToObject(o, "learning_rate", r->lr);
     cJSON_AddNumberToObject(o, "max_train_steps", a->max_steps);
+    // how the numbers were made (provenance; a resume may use another device)
+    cJSON_AddStringToObject(o, "device", r->gpu ? "cuda" : "cpu");
+    cJSON_AddStringToObject(o, "precision", r->gpu ? cd_precision_name(cd_trainer_cuda_precision(r->gpu)) : "fp32");
+    cJSON_AddBoolToObject(o, "deterministic", !r->gpu || a->deterministic);
     return o;
 }
 
