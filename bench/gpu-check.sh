@@ -263,12 +263,12 @@ if [ "$BUILD_OK" = 1 ] && [ -z "$EMU" ]; then
   hdr "6. compute-sanitizer memcheck (small twin tests)"
   CS=$(command -v compute-sanitizer || ls "$CUDA_HOME"/bin/compute-sanitizer 2>/dev/null || ls /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   if [ -n "$CS" ] && [ "$(left)" -gt 60 ]; then
-    CD_TEST_ONLY=cuda_attention_small,cuda_attention_bf16_small,cuda_attention_fp16_small,cuda_attention_causal_bf16,cuda_attention_bad_dim,cuda_layernorm,cuda_gemm_bf16,cuda_gemm_fp16,cuda_arith,cuda_layout,cuda_embeddings,cuda_geglu,cuda_linear,cuda_optim \
+    CD_TEST_ONLY=cuda_attention_small,cuda_attention_bf16_small,cuda_attention_fp16_small,cuda_attention_causal_bf16,cuda_attention_bad_dim,cuda_layernorm,cuda_gemm_bf16,cuda_gemm_fp16,cuda_arith,cuda_layout,cuda_embeddings,cuda_geglu,cuda_linear,cuda_optim,cuda_attention_deterministic_small,cuda_deterministic_reductions \
       timeout "$(bound 50)" "$CS" --tool memcheck --print-limit 20 "$B/test_kernels_cuda" 2>&1 | grep -E '^(PASS|FAIL|SKIP)|ERROR SUMMARY|Invalid|=========  ' | head -60 | tee "$B/memcheck.out"
     echo "memcheck: exit ${PIPESTATUS[0]} (124 = time limit reached)"
     if [ "$(left)" -gt 50 ]; then
       hdr "6b. compute-sanitizer racecheck (shared memory of the attention kernels, small shapes)"
-      CD_TEST_ONLY=cuda_attention_small,cuda_attention_bf16_small \
+      CD_TEST_ONLY=cuda_attention_small,cuda_attention_bf16_small,cuda_attention_deterministic_small \
         timeout "$(bound 40)" "$CS" --tool racecheck --print-limit 10 "$B/test_kernels_cuda" 2>&1 | grep -E '^(PASS|FAIL|SKIP)|RACECHECK SUMMARY|ERROR SUMMARY|hazard|Race' | head -30
       echo "racecheck: exit ${PIPESTATUS[0]} (124 = time limit reached)"
     fi
