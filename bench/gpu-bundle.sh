@@ -46,8 +46,9 @@ BINS="$BUILD/bin/customdiff-verify $BUILD/bin/customdiff-train $BUILD/bin/custom
 BENCH="$BUILD/bench/bench_train_cuda $BUILD/bench/bench_unet_cuda"
 if [ "$BUILDIT" = 1 ]; then
   echo "gpu-bundle: make BUILD=$BUILD CUDA=1 -j$JOBS (tests, verify/train/sample, benches)"
-  make --no-print-directory BUILD="$BUILD" CUDA=1 -j"$JOBS" $TESTS $BINS $BENCH > "$BUILD.bundle-make.log" 2>&1 || {
-    echo "gpu-bundle: make failed; the end of $BUILD.bundle-make.log:"; tail -20 "$BUILD.bundle-make.log"; exit 1; }
+  mkdir -p "$BUILD"
+  make --no-print-directory BUILD="$BUILD" CUDA=1 -j"$JOBS" $TESTS $BINS $BENCH > "$BUILD/bundle-make.log" 2>&1 || {
+    echo "gpu-bundle: make failed; the end of $BUILD/bundle-make.log:"; tail -20 "$BUILD/bundle-make.log"; exit 1; }
 fi
 for f in $TESTS $BINS; do [ -x "$f" ] || { echo "gpu-bundle: $f is not built (drop --no-build)"; exit 1; }; done
 nm "$BUILD/bin/customdiff-verify" 2>/dev/null | grep -q cd_cuda_malloc || { echo "gpu-bundle: $BUILD is not a CUDA build"; exit 1; }
