@@ -17,7 +17,7 @@
 // Deterministic mode (cd_cuda_set_deterministic): no float atomics, so a run repeats bit for
 // bit. The key-tile kernel skips dQ and stores each split's dK, dV into its own slice (the
 // final dk, dv when there is one split), summed over the splits in index order by
-// k_sum_splits; dQ comes from a second kernel, k_flash_bwd_dq, one block per 64 queries
+// cd_cuda_partials_sum; dQ comes from a second kernel, k_flash_bwd_dq, one block per 64 queries
 // looping over the key tiles (it recomputes S and dP: about two more GEMM-sized passes).
 #include "kernels/cuda_common.h"
 #include <math.h>
@@ -383,14 +383,6 @@ __global__ void __launch_bounds__(FA_THREADS) k_flash_bwd_dq(float *dq, const fl
     }
 }
 
-// dst[i] = part[0][i] + part[1][i] + ... (splits slices of n, summed in index order).
-__global__ void k_sum_splits(float *dst, const float *part, int splits, int64_t n) {
-    CD_GRID_LOOP(i, n) {
-        float s = part[i];
-        for (int p = 1; p < splits; p++) s += part[(int64_t)p * n + i];
-        dst[i] = s;
-    }
-}
 
 // dk, dv rows of key 0 of every batch -> 0 (Custom Diffusion's token-0 detach).
 __global__ void k_zero_key0(float *dk, float *dv, int B, int Nk, int HD) {
@@ -416,11 +408,6 @@ int cd_attn_bwd_splits(int B, int H, int Nq, int Nk, int *per) {
     int splits = want < 1 ? 1 : (want > qtiles ? qtiles : want);
     *per = (qtiles + splits - 1) / splits;
     return (qtiles + *per - 1) / *per;
-}
-
-void cd_attn_sum_splits(float *dst, const float *part, int splits, int64_t n, cudaStream_t st) {
-    k_sum_splits<<<cd_ew_blocks(n), 256, 0, st>>>(dst, part, splits, n);
-    cudaCheckLaunch();
 }
 
 template <int D>
@@ -460,8 +447,8 @@ static void bwd_launch(float *dq, float *dk, float *dv, float *part, const float
                                                    causal, det, nk);
     if (cudaCheckLaunch() || !det) return;
     if (part) {
-        cd_attn_sum_splits(dk, pk, splits, nk, st);
-        cd_attn_sum_splits(dv, pv, splits, nk, st);
+        cd_cuda_partials_sum(dk, pk, splits, nk, 0, st);
+        cd_cuda_partials_sum(dv, pv, splits, nk, 0, st);
     }
     k_flash_bwd_dq<D><<<dim3(qtiles, B * H), FA_THREADS, dq_smem, st>>>(dq, dout, q, k, v, lse, delta, H, Nq, Nk,
                                                                         scale, causal);

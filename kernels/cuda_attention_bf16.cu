@@ -476,8 +476,8 @@ static void fbb_launch(float *dq, float *dk, float *dv, float *part, const T *do
                                                                    scale, per, det, nk);
     if (cudaCheckLaunch() || !det) return;
     if (part) {
-        cd_attn_sum_splits(dk, pk, splits, nk, st);
-        cd_attn_sum_splits(dv, pv, splits, nk, st);
+        cd_cuda_partials_sum(dk, pk, splits, nk, 0, st);
+        cd_cuda_partials_sum(dv, pv, splits, nk, 0, st);
     }
     k_flash_bwd_dq_bf16<T, D, CAUSAL><<<dim3((Nq + 63) / 64, B * H), FB_THREADS, dq_smem, st>>>(
         dq, dout, q, k, v, lse, delta, H, Nq, Nk, scale);

@@ -49,15 +49,14 @@ static inline int cd_cudnn_check_(cudnnStatus_t s, const char *what, const char 
 // Deterministic column sums (kernels/cuda_gemm.cu; C++ linkage, .cu files only), no float atomics:
 // cd_cuda_colsum_acc: db[c] += sum over n rows of dy[n, c] (uses the stream's scratch).
 // cd_cuda_row_splits: how many row splits (of *rows_per_block rows) a column sum over n x c
-// takes; cd_cuda_partials_add: dst[j] += part[0][j] + ... + part[splits-1][j] (in that order).
+// takes; cd_cuda_partials_sum: dst[i] (+)= part[0][i] + ... + part[splits-1][i] for i < n (in that
+// order; acc = 1 adds to dst, 0 overwrites it).
 void cd_cuda_colsum_acc(float *db, const float *dy, int n, int c, void *stream);
 int cd_cuda_row_splits(int n, int c, int *rows_per_block);
-void cd_cuda_partials_add(float *dst, const float *part, int splits, int c, cudaStream_t st);
+void cd_cuda_partials_sum(float *dst, const float *part, int splits, int64_t n, int acc, cudaStream_t st);
 // The attention backward's query splits (kernels/cuda_attention.cu; C++ linkage): enough
 // (key tile, query split) blocks to fill the GPU twice; *per = query tiles per split.
 int cd_attn_bwd_splits(int B, int H, int Nq, int Nk, int *per);
-// dst = part[0] + part[1] + ... + part[splits-1] (slices of n floats, summed in index order).
-void cd_attn_sum_splits(float *dst, const float *part, int splits, int64_t n, cudaStream_t st);
 
 static inline cudaStream_t cd_stream(void *s) { return (cudaStream_t)s; }
 static inline unsigned cd_blocks(int64_t n, int threads) {

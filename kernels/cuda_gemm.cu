@@ -49,7 +49,7 @@ __global__ void k_add_row_bias(T *y, const float *b, int64_t n, int out) {
 
 // Column sums, deterministic (no float atomics): pass 1, k_colsum_part, writes each row
 // split's sums into part[split][c] (block (32, 8): 32 columns, 8 row lanes; grid (columns / 32,
-// splits)); pass 2, k_partials_add, adds the splits to the destination in split order.
+// splits)); pass 2, k_partials_sum, adds the splits to the destination in split order.
 __global__ void k_colsum_part(float *part, const float *dy, int n, int c, int rows_per_block) {
     __shared__ float sh[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
@@ -65,11 +65,11 @@ __global__ void k_colsum_part(float *part, const float *dy, int n, int c, int ro
     }
 }
 
-__global__ void k_partials_add(float *dst, const float *part, int splits, int c) {
-    CD_GRID_LOOP(col, (int64_t)c) {
-        float s = part[col];
-        for (int p = 1; p < splits; p++) s += part[(int64_t)p * c + col];
-        dst[col] += s;
+__global__ void k_partials_sum(float *dst, const float *part, int splits, int64_t n, int acc) {
+    CD_GRID_LOOP(i, n) {
+        float s = part[i];
+        for (int p = 1; p < splits; p++) s += part[(int64_t)p * n + i];
+        dst[i] = acc ? dst[i] + s : s;
     }
 }
 
@@ -82,8 +82,9 @@ int cd_cuda_row_splits(int n, int c, int *rows_per_block) {
     return (n + *rows_per_block - 1) / *rows_per_block;
 }
 
-void cd_cuda_partials_add(float *dst, const float *part, int splits, int c, cudaStream_t st) {
-    k_partials_add<<<cd_ew_blocks(c), 256, 0, st>>>(dst, part, splits, c);
+void cd_cuda_partials_sum(float *dst, const float *part, int splits, int64_t n, int acc, cudaStream_t st) {
+    if (n <= 0) return;
+    k_partials_sum<<<cd_ew_blocks(n), 256, 0, st>>>(dst, part, splits, n, acc);
     cudaCheckLaunch();
 }
 
@@ -94,7 +95,7 @@ void cd_cuda_colsum_acc(float *db, const float *dy, int n, int c, void *stream) 
     if (!part) return;
     k_colsum_part<<<dim3((c + 31) / 32, ys), dim3(32, 8), 0, st>>>(part, dy, n, c, rpb);
     if (cudaCheckLaunch()) return;
-    cd_cuda_partials_add(db, part, ys, c, st);
+    cd_cuda_partials_sum(db, part, ys, c, 1, st);
 }
 
 extern "C" void cd_cuda_linear_fwd(float *y, const float *x, const float *W, const float *b,

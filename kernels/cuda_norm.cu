@@ -48,7 +48,7 @@ __global__ void k_ln_bwd_dx(float *dx, const float *dy, const float *x, const fl
 }
 
 // Per row split: pg[split][j] = sum_r dy[r,j] xhat[r,j], pb[split][j] = sum_r dy[r,j] over the split's
-// rows. Block (32, 8), grid (cols/32, splits); cd_cuda_partials_add then adds them to dg, db.
+// rows. Block (32, 8), grid (cols/32, splits); cd_cuda_partials_sum then adds them to dg, db.
 __global__ void k_ln_dgdb(float *pg, float *pb, const float *dy, const float *x, const float *mean,
                           const float *rstd, int n, int c, int rows_per_block) {
     __shared__ float sg[8][33], sb[8][33];
@@ -102,8 +102,8 @@ extern "C" void cd_cuda_layernorm_bwd(float *dx, float *dg, float *db, const flo
         k_ln_dgdb<<<dim3((c + 31) / 32, ys), dim3(32, 8), 0, st>>>(part, part + (size_t)ys * c, dy, x, mean, rstd, n,
                                                                   c, rpb);
         if (cudaCheckLaunch()) return;
-        if (dg) cd_cuda_partials_add(dg, part, ys, c, st);
-        if (db) cd_cuda_partials_add(db, part + (size_t)ys * c, ys, c, st);
+        if (dg) cd_cuda_partials_sum(dg, part, ys, c, 1, st);
+        if (db) cd_cuda_partials_sum(db, part + (size_t)ys * c, ys, c, 1, st);
     }
 }
 
