@@ -23,3 +23,7 @@ LR              = 1e-5
 BATCH           = 2
 SEED            = 42
 SAMPLE_PROMPT   = <new1> cat swimming in a pool
+# On an NVIDIA GPU, bit-for-bit reruns of the training (the attention backward without float
+# atomics); the sampler needs only the device:
+# TRAIN_FLAGS   = --device cuda --deterministic
+# SAMPLE_FLAGS  = --device cuda
