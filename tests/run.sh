@@ -55,11 +55,12 @@ fi
 # The same GPU-side tests on the CPU simulation of the real CUDA source (tests/cudasim/, built
 # by the Makefile into $BUILD/sim; see tests/test_cudasim.sh): the kernels, cuBLAS/cuDNN calls
 # and launches that a GPU would run. Only what finishes in seconds there (NAME or
-# NAME:test1,test2 for a CD_TEST_ONLY subset); make test-sim runs them all (slow), as does a
-# GPU (make test-cuda).
+# NAME:test1,test2 for a CD_TEST_ONLY subset), and the sampler's CUDA graph (unet_cuda_graph,
+# about a minute: the host emulation cannot capture graphs); make test-sim runs them all
+# (slow), as does a GPU (make test-cuda).
 SIM_FAST="test_runtime_cuda test_fp16_cuda test_causal16_cuda test_nn16_cuda test_clip_cuda
   test_kernels_cuda:cuda_attention_small,cuda_attention_bf16_small,cuda_attention_deterministic_small,cuda_deterministic_reductions,cuda_embeddings,cuda_optim,cuda_linear,cuda_layernorm
-  test_unet_cuda:unet_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd2
+  test_unet_cuda:unet_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd,vae_cuda_golden_tiny_sd2,unet_cuda_graph
   test_unet_train_cuda:unet_train_cuda_v1_unfused_bf16,unet_train_cuda_v2_fused_40_64,unet_train_cuda_deterministic,unet_train_cuda_params,unet_train_cuda_errors,unet_train_cuda_plan,block_transformer_cuda,golden_blocks_sd15_cuda"
 if [ "$mode" = cpu ]; then
   for e in $SIM_FAST; do
